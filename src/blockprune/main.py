@@ -1,0 +1,143 @@
+"""The Hydra entry: ``train(cfg)`` reads as the story of one job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from blockprune.atomic import atomic_path, write_json
+from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.flops import count_parameters, flops_per_token
+from blockprune.models import model_max_length
+from blockprune.module import ClassifierModule
+
+log = logging.getLogger("blockprune")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "conf"
+
+
+def default_precision() -> str:
+    """Mixed precision where the device has it: bf16 on Ampere or newer, fp16 on older GPUs, fp32 on CPU."""
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32"
+
+
+OmegaConf.register_new_resolver("blockprune_root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    return [instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Seed; build data, model, pruning, callbacks, loggers, trainer; fit; test the best weights;
+    compact; save; write results.json. Returns the results."""
+    start = time.time()
+    out_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    model = instantiate(cfg.model.net)(
+        num_labels=datamodule.num_labels, id2label=datamodule.id2label, label2id=datamodule.label2id
+    )
+    if cfg.data.max_length > model_max_length(model):
+        raise ConfigError(
+            f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
+            f"set data.max_length<={model_max_length(model)}."
+        )
+    seq_len = datamodule.typical_length()
+    dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
+    pruning = instantiate(cfg.prune) if cfg.get("prune") else None
+    if pruning is not None:
+        pruning.patch(model)
+
+    module = ClassifierModule(model, **cfg.module)
+    callbacks = _instantiate_group(cfg.get("callbacks")) + [cb for cb in (pruning,) if cb is not None]
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(module, datamodule=datamodule)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    test = trainer.test(module, datamodule=datamodule, verbose=True)[0] if cfg.test else {}
+
+    results: dict[str, Any] = {
+        "status": "completed",
+        "task_name": cfg.task_name,
+        "metrics": {**val, **test},
+        "dense": dense,
+        "checkpoint": best or None,
+    }
+    if pruning is not None:
+        results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
+    results["params"] = count_parameters(module.model)
+    results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
+    results["seq_len"] = seq_len
+
+    if cfg.save_model:
+        model_dir = out_dir / "model"
+        with atomic_path(model_dir) as tmp:
+            module.model.save_pretrained(tmp)
+            datamodule.tokenizer.save_pretrained(tmp)
+        results["model_dir"] = str(model_dir)
+    results["data"] = datamodule.report
+    results["wall_time_s"] = round(time.time() - start, 1)
+    results["config"] = OmegaConf.to_container(cfg, resolve=True)
+    write_json(out_dir / "results.json", results)
+    log.info("test accuracy %.4f; model: %s; results: %s", results["metrics"].get("test/acc", float("nan")),
+             results.get("model_dir"), out_dir / "results.json")
+    return results
+
+
+def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, Any]:
+    """Bake masks, remove empty heads/neurons, prove equal logits, and re-test the compacted model."""
+    from blockprune.pruning import compact_model, sparsity_stats
+
+    model = module.model.eval()
+    batch = next(iter(datamodule.val_dataloader()))
+    batch = {k: v.to(module.device) for k, v in batch.items()}
+    stats = sparsity_stats(model)
+    with torch.no_grad():
+        masked_logits = module(batch).float()
+    report = compact_model(model)
+    with torch.no_grad():
+        diff = (module(batch).float() - masked_logits).abs().max().item()
+    if diff > 1e-3:
+        raise RuntimeError(f"compaction changed the logits by {diff:.2e}; this is a bug, please report it")
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0] if cfg.test else {}
+    return {
+        "pruning": {**stats, "target_sparsity": pruning.sparsity, "method": pruning.method},
+        "compaction": {**report.to_dict(), "max_abs_logit_diff": diff},
+        "metrics_compacted": test,
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Run one job; user errors are printed without a traceback and exit non-zero."""
+    try:
+        results = train(cfg)
+    except BlockpruneError as err:
+        log.error("%s", err)
+        if HydraConfig.get().mode.name == "RUN":
+            sys.exit(1)
+        raise
+    return results["metrics"].get("val/acc")

@@ -1,0 +1,156 @@
+"""Building and loading classifiers: hub ids, local folders, a tiny random BERT, and compacted models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from blockprune.errors import BlockpruneError
+
+log = logging.getLogger(__name__)
+
+#: Config key under which compaction records the per-layer layout (heads kept, FFN width).
+LAYOUT_KEY = "blockprune_layout"
+
+
+def _hub_error(name_or_path: str, err: Exception) -> BlockpruneError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return BlockpruneError(
+        f"Could not load model '{name_or_path}': {type(err).__name__}: {err}\n"
+        f"It is not a local folder, so it was looked up on the Hugging Face hub"
+        f"{' (HF_HUB_OFFLINE=1 is set)' if offline else ''}. Fix: on a machine with internet run "
+        f"`hf download {name_or_path}` (it lands in the transformers cache), or set "
+        f"model.name_or_path=<local folder with config.json and weights>."
+    )
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load a fast tokenizer from a local folder or a hub id, with a clear error offline."""
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise _hub_error(name_or_path, err) from err
+
+
+def load_classifier(
+    name_or_path: str,
+    num_labels: int,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """Load a pretrained or fine-tuned encoder with a sequence-classification head, in float32.
+
+    A fine-tuned head whose label set differs from the data's is replaced (a new head is
+    trained) and said so in the log; an already compacted blockprune model keeps its layout.
+    """
+    if Path(name_or_path, "config.json").is_file() and LAYOUT_KEY in json.loads(
+        Path(name_or_path, "config.json").read_text(encoding="utf-8")
+    ):
+        model = load_model(name_or_path)
+        if model.config.label2id != label2id:
+            raise BlockpruneError(
+                f"The compacted model in {name_or_path} was trained on labels {sorted(model.config.label2id)}, "
+                f"but the data has {sorted(label2id)}. Use a dense model as starting point for new labels."
+            )
+        return model
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _hub_error(name_or_path, err) from err
+    same_labels = getattr(config, "label2id", None) == label2id
+    if not same_labels and config.num_labels not in (2, num_labels):  # 2 is transformers' default
+        log.warning("%s has a %d-label head; a new %d-label head is trained.", name_or_path, config.num_labels, num_labels)
+    return AutoModelForSequenceClassification.from_pretrained(
+        name_or_path,
+        num_labels=num_labels,
+        id2label=id2label,
+        label2id=label2id,
+        dtype=torch.float32,
+        ignore_mismatched_sizes=not same_labels,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def build_tiny_classifier(
+    tokenizer: str,
+    num_labels: int,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+    hidden_size: int = 128,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    intermediate_size: int = 256,
+    seed: int = 0,
+) -> PreTrainedModel:
+    """A small randomly initialised BERT using a real tokenizer's vocabulary, for fast tests."""
+    tok = load_tokenizer(tokenizer)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        num_labels=num_labels,
+        id2label=id2label,
+        label2id=label2id,
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config)
+
+
+def model_max_length(model: PreTrainedModel) -> int:
+    """Longest input the model's position embeddings allow (RoBERTa-style offsets included)."""
+    cfg = model.config
+    offset = cfg.pad_token_id + 1 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+    return cfg.max_position_embeddings - offset
+
+
+def load_model(path: str | os.PathLike) -> PreTrainedModel:
+    """Load any model blockprune saved (dense, vocabulary-trimmed or compacted) in one call.
+
+    A compacted model has layers of different widths, which ``from_pretrained`` cannot build
+    from a config; the layout recorded in its config lets us build the right shapes first.
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise BlockpruneError(f"{path} is not a saved model folder (no config.json). Give the folder save_pretrained wrote.")
+    config = AutoConfig.from_pretrained(path)
+    layout = getattr(config, LAYOUT_KEY, None)
+    if layout is None:
+        return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    from blockprune.pruning.compact import resize_encoder  # local: pruning imports models
+
+    model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    resize_encoder(model, layout)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise BlockpruneError(f"{weights} is missing; the folder is incomplete (was the job interrupted?).")
+    missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
+    missing = [k for k in missing if k not in _tied_keys(model)]
+    if missing or unexpected:
+        raise BlockpruneError(f"{weights} does not match its layout: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+    model.tie_weights()
+    return model.float().eval()
+
+
+def _tied_keys(model: PreTrainedModel) -> set[str]:
+    """Parameter names that save_pretrained leaves out because they are tied to another."""
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied) if not isinstance(tied, dict) else set(tied.keys())

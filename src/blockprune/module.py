@@ -1,0 +1,101 @@
+"""The LightningModule: forward, losses, optimiser and metrics for sequence classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
+
+from blockprune.distill import TEACHER_LOGITS, distillation_loss
+
+#: Parameters whose names end like this are learned pruning scores (own LR, no weight decay).
+SCORES_SUFFIX = "mask_scores"
+_NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layernorm", "layer_norm")
+
+
+class ClassifierModule(L.LightningModule):
+    """Fine-tunes (and, with the pruning and distillation callbacks, prunes and distils) a classifier.
+
+    The module stays ignorant of pruning and distillation mechanics: pruning adds score
+    parameters to the model (optimised here in their own group), and distillation adds
+    teacher logits to the batch (turned into a loss here by the one formula in ``distill``).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        scores_lr: float = 1e-2,
+        distill_temperature: float = 2.0,
+        distill_alpha: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        num_labels = model.config.num_labels
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes=num_labels, average="micro"),
+                "f1_macro": MulticlassF1Score(num_classes=num_labels, average="macro"),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return self.model(**inputs).logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        ce = nn.functional.cross_entropy(logits, batch["labels"])
+        loss = ce
+        if TEACHER_LOGITS in batch:
+            kd = distillation_loss(logits, batch[TEACHER_LOGITS], self.hparams.distill_temperature)
+            alpha = self.hparams.distill_alpha
+            loss = alpha * kd + (1 - alpha) * ce
+            self.log("train/kd_loss", kd, on_step=True, on_epoch=True)
+        self.log("train/ce_loss", ce, on_step=True, on_epoch=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
+        logits = self(batch)
+        self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), on_epoch=True)
+        metrics.update(logits, batch["labels"])
+        self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "scores": []}
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            if name.endswith(SCORES_SUFFIX):
+                groups["scores"].append(param)
+            elif any(key in name for key in _NO_DECAY):
+                groups["no_decay"].append(param)
+            else:
+                groups["decay"].append(param)
+        param_groups = [
+            {"params": groups["decay"], "weight_decay": self.hparams.weight_decay},
+            {"params": groups["no_decay"], "weight_decay": 0.0},
+        ]
+        if groups["scores"]:
+            param_groups.append({"params": groups["scores"], "weight_decay": 0.0, "lr": self.hparams.scores_lr})
+        optimizer = torch.optim.AdamW(param_groups, lr=self.hparams.lr)
+        total = self.trainer.estimated_stepping_batches
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,76 @@
+"""``BlockMaskedLinear``: an ``nn.Linear`` whose weight is multiplied by a learned block mask."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blockprune.pruning.binarizers import TopKBinarizer
+
+
+class BlockMaskedLinear(nn.Linear):
+    """Drop-in ``nn.Linear`` with one learned score per (rows x cols) block of the weight.
+
+    ``scores`` may be shared with another layer (``scores_axis`` names how they map onto this
+    weight): the feed-forward pair uses one score per intermediate neuron, i.e. rows of the
+    first layer and columns of the second. The mask depends only on the scores and the
+    current ``sparsity`` buffer, so training and evaluation see the same mask.
+    """
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        block_shape: tuple[int, int],
+        binarizer: object | None = None,
+        mask_scores: nn.Parameter | None = None,
+    ) -> None:
+        out_features, in_features = linear.weight.shape
+        rows, cols = block_shape
+        if out_features % rows or in_features % cols:
+            raise ValueError(
+                f"block shape {rows}x{cols} does not divide a {out_features}x{in_features} weight"
+            )
+        super().__init__(in_features, out_features, bias=linear.bias is not None, device="meta")
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.block_shape = (rows, cols)
+        self.binarizer = binarizer or TopKBinarizer()
+        grid = (out_features // rows, in_features // cols)
+        if mask_scores is None:
+            mask_scores = nn.Parameter(torch.zeros(grid, device=linear.weight.device))
+        if mask_scores.numel() != grid[0] * grid[1]:
+            raise ValueError(f"shared scores have {mask_scores.numel()} entries, the block grid needs {grid}")
+        self.mask_scores = mask_scores
+        self.grid = grid
+        self.register_buffer("sparsity", torch.zeros((), device=linear.weight.device))
+        self.register_buffer("reg_lambda", torch.zeros((), device=linear.weight.device))
+
+    def block_mask(self) -> torch.Tensor:
+        """0/1 mask with one entry per block (differentiable w.r.t. scores by straight-through)."""
+        return self.binarizer(self.mask_scores.view(self.grid), float(self.sparsity)).view(self.grid)
+
+    def weight_mask(self) -> torch.Tensor:
+        rows, cols = self.block_shape
+        return self.block_mask().repeat_interleave(rows, 0).repeat_interleave(cols, 1)
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.weight_mask().to(self.weight.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.masked_weight(), self.bias)
+
+    def regularization_loss(self) -> torch.Tensor:
+        """The binarizer's penalty (L1 on sigmoid scores for soft movement), scaled by the schedule."""
+        return self.reg_lambda * self.binarizer.regularization(self.mask_scores)
+
+    def to_linear(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with the mask baked into the weight."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.masked_weight())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear.to(self.weight.device, self.weight.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, block_shape={self.block_shape}, binarizer={self.binarizer.name}"
