@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import torch
 from torch import nn
+
+from blockprune.errors import ConfigError
 
 #: Batch key under which the distillation callback hands the teacher's logits to the module.
 TEACHER_LOGITS = "teacher_logits"
@@ -19,3 +24,68 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_student = nn.functional.log_softmax(student_logits.float() / t, dim=-1)
     log_p_teacher = nn.functional.log_softmax(teacher_logits.float() / t, dim=-1)
     return nn.functional.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * t * t
+
+
+class Distillation(L.Callback):
+    """Owns the frozen teacher and hands its logits to the module with every training batch.
+
+    The teacher is the dense fine-tuned model (by default the model pruning started from),
+    loaded once, frozen, in eval mode, on the student's device, run under the trainer's
+    precision context and without gradients. It is not a submodule of the LightningModule,
+    so it is neither optimised nor written into checkpoints.
+    """
+
+    def __init__(self, teacher: str, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        if temperature <= 0:
+            raise ConfigError(f"distill.temperature={temperature} must be > 0 (typical: 1 to 4).")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"distill.alpha={alpha} must be in [0, 1]: the weight of the distillation loss.")
+        self.teacher_path = str(teacher)
+        self.temperature = temperature
+        self.alpha = alpha
+        self.teacher: nn.Module | None = None
+
+    def load_teacher(self, student: nn.Module) -> nn.Module:
+        """Load and freeze the teacher; refuse one whose labels or vocabulary differ from the student's."""
+        from blockprune.models import load_model
+
+        teacher = load_model(self.teacher_path) if Path(self.teacher_path).is_dir() else None
+        if teacher is None:
+            from transformers import AutoModelForSequenceClassification
+
+            try:
+                teacher = AutoModelForSequenceClassification.from_pretrained(self.teacher_path, dtype=torch.float32)
+            except OSError as err:
+                raise ConfigError(f"distill.teacher={self.teacher_path!r} cannot be loaded: {err}") from err
+        if teacher.config.label2id != student.config.label2id:
+            raise ConfigError(
+                f"distill.teacher={self.teacher_path!r} predicts labels {sorted(teacher.config.label2id)}, the student "
+                f"{sorted(student.config.label2id)}. Fine-tune a dense baseline on this data first and set "
+                "distill.teacher=<its outputs/.../model folder>."
+            )
+        if teacher.config.vocab_size != student.config.vocab_size:
+            raise ConfigError(
+                f"distill.teacher={self.teacher_path!r} has a vocabulary of {teacher.config.vocab_size} pieces, the "
+                f"student {student.config.vocab_size}: they need the same tokenizer."
+            )
+        teacher.eval().requires_grad_(False)
+        return teacher
+
+    def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """alpha * T^2 * KL + (1 - alpha) * CE, with both parts for logging."""
+        kd = distillation_loss(student_logits, teacher_logits, self.temperature)
+        ce = nn.functional.cross_entropy(student_logits, labels)
+        return {"loss": self.alpha * kd + (1 - self.alpha) * ce, "kd_loss": kd, "ce_loss": ce}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.teacher is None:
+            self.teacher = self.load_teacher(pl_module.model)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.teacher.to(pl_module.device)
+
+    @torch.no_grad()
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        with trainer.precision_plugin.forward_context():
+            batch[TEACHER_LOGITS] = self.teacher(**inputs).logits.detach()

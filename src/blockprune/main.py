@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,13 @@ OmegaConf.register_new_resolver("blockprune_root", lambda: str(PROJECT_ROOT), re
 OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
 
 
+def typical_length(datamodule) -> int:
+    """The sequence length a padded batch of this data usually has: the 95th percentile of the
+    training texts' token counts, capped at max_length. FLOPs and speed are quoted at it."""
+    stats = datamodule.report["tokens"]["train"]
+    return int(min(datamodule.max_length, math.ceil(stats["p95"])))
+
+
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
@@ -61,14 +69,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
             f"set data.max_length<={model_max_length(model)}."
         )
-    seq_len = datamodule.typical_length()
+    seq_len = typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
     pruning = instantiate(cfg.prune) if cfg.get("prune") else None
     if pruning is not None:
         pruning.patch(model)
 
-    module = ClassifierModule(model, **cfg.module)
-    callbacks = _instantiate_group(cfg.get("callbacks")) + [cb for cb in (pruning,) if cb is not None]
+    distillation = instantiate(cfg.distill) if cfg.get("distill") else None
+
+    module = ClassifierModule(model, **cfg.module, distillation=distillation)
+    extra = [cb for cb in (pruning, distillation) if cb is not None]
+    callbacks = _instantiate_group(cfg.get("callbacks")) + extra
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:

@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from blockprune.distill import TEACHER_LOGITS, distillation_loss
+from blockprune.distill import TEACHER_LOGITS, Distillation
 
 #: Parameters whose names end like this are learned pruning scores (own LR, no weight decay).
 SCORES_SUFFIX = "mask_scores"
@@ -22,8 +22,8 @@ class ClassifierModule(L.LightningModule):
     """Fine-tunes (and, with the pruning and distillation callbacks, prunes and distils) a classifier.
 
     The module stays ignorant of pruning and distillation mechanics: pruning adds score
-    parameters to the model (optimised here in their own group), and distillation adds
-    teacher logits to the batch (turned into a loss here by the one formula in ``distill``).
+    parameters (optimised here in their own group) and penalty terms to the model, and the
+    distillation callback adds teacher logits to the batch and owns the loss formula.
     """
 
     def __init__(
@@ -33,12 +33,12 @@ class ClassifierModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         scores_lr: float = 1e-2,
-        distill_temperature: float = 2.0,
-        distill_alpha: float = 0.5,
+        distillation: Distillation | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "distillation"])
         self.model = model
+        self.distillation = distillation
         num_labels = model.config.num_labels
         metrics = MetricCollection(
             {
@@ -55,16 +55,16 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        ce = nn.functional.cross_entropy(logits, batch["labels"])
-        loss = ce
-        if TEACHER_LOGITS in batch:
-            kd = distillation_loss(logits, batch[TEACHER_LOGITS], self.hparams.distill_temperature)
-            alpha = self.hparams.distill_alpha
-            loss = alpha * kd + (1 - alpha) * ce
-            self.log("train/kd_loss", kd, on_step=True, on_epoch=True)
-        self.log("train/ce_loss", ce, on_step=True, on_epoch=True)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
+        if self.distillation is not None:
+            losses = self.distillation.loss(logits, batch[TEACHER_LOGITS], batch["labels"])
+        else:
+            losses = {"loss": nn.functional.cross_entropy(logits, batch["labels"])}
+        penalties = [m.regularization_loss() for m in self.model.modules() if hasattr(m, "regularization_loss")]
+        if penalties:
+            losses["prune_reg"] = torch.stack(penalties).sum()
+            losses["loss"] = losses["loss"] + losses["prune_reg"]
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True)
+        return losses["loss"]
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
         logits = self(batch)

@@ -244,3 +244,16 @@ def test_bad_pruning_config_fails_with_the_key(kwargs, match):
 def test_block_shape_that_does_not_divide_fails_before_training(tiny):
     with pytest.raises(ConfigError, match=r"prune.attention_block=\[48, 32\]"):
         BlockPruning(0.5, attention_block=(48, 32)).patch(tiny)
+
+
+def test_head_mode_prunes_whole_heads_and_compacts_exactly(tiny):
+    BlockPruning(0.5, attention_block="head").patch(tiny)
+    layer = find_encoder_layers(tiny)[0]
+    att = layer.attention
+    assert att.query.mask_scores is att.key.mask_scores is att.value.mask_scores is layer.attention_output.dense.mask_scores
+    _randomize_scores(tiny, seed=3)
+    _set_sparsity(tiny, 0.5)
+    masked = tiny(**_inputs()).logits
+    report = compact_model(tiny)
+    assert [len(h) for h in report.heads_kept] == [2, 2]  # half of 4 heads in each layer
+    assert (tiny(**_inputs()).logits - masked).abs().max() <= 1e-5

@@ -31,7 +31,7 @@ class BlockPruning(L.Callback):
         self,
         sparsity: float,
         method: str = "topk",
-        attention_block: Sequence[int] = (32, 32),
+        attention_block: Sequence[int] | str = (32, 32),
         scores_lr: float = 1e-2,
         warmup: float = 0.1,
         hold: float = 0.2,
@@ -43,15 +43,22 @@ class BlockPruning(L.Callback):
             raise ConfigError(f"prune.sparsity={sparsity} is outside [0, 1): give the fraction of weights to remove, e.g. 0.5.")
         if method not in BINARIZERS:
             raise ConfigError(f"prune.method={method!r} is unknown; allowed: {sorted(BINARIZERS)}.")
-        if len(attention_block) != 2 or min(attention_block) < 1:
-            raise ConfigError(f"prune.attention_block={list(attention_block)} must be two positive sizes [rows, cols].")
+        if attention_block == "head":
+            block = None
+        elif isinstance(attention_block, str) or len(attention_block) != 2 or min(attention_block) < 1:
+            raise ConfigError(
+                f"prune.attention_block={attention_block!r} must be two positive sizes [rows, cols] or 'head' "
+                "(one score per attention head, shared by Q/K/V/O)."
+            )
+        else:
+            block = (int(attention_block[0]), int(attention_block[1]))
         if not (0 <= warmup < 1 and 0 <= hold < 1 and warmup + hold < 1):
             raise ConfigError(f"prune.warmup={warmup} and prune.hold={hold} must be fractions in [0, 1) with a sum below 1.")
         if method == "sigmoid_threshold" and reg_lambda <= 0:
             raise ConfigError("prune.method=sigmoid_threshold needs prune.reg_lambda > 0: sparsity comes from the L1 penalty.")
         self.sparsity = sparsity
         self.method = method
-        self.attention_block = (int(attention_block[0]), int(attention_block[1]))
+        self.attention_block = block
         self.scores_lr = scores_lr
         self.warmup, self.hold = warmup, hold
         self.threshold = threshold

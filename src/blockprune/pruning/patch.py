@@ -78,21 +78,35 @@ def check_block_shape(model: nn.Module, block_shape: tuple[int, int]) -> None:
                 )
 
 
-def patch_encoder(model: nn.Module, block_shape: tuple[int, int], binarizer_factory) -> list[BlockMaskedLinear]:
+def patch_encoder(
+    model: nn.Module, block_shape: tuple[int, int] | None, binarizer_factory
+) -> list[BlockMaskedLinear]:
     """Replace the encoder's attention and feed-forward linears with ``BlockMaskedLinear``.
 
-    Attention Q/K/V/O get one score per block; the feed-forward pair gets one score per
-    intermediate neuron, shared between the rows of the first linear and the columns of the
-    second so that a neuron is kept or removed as a whole. Embeddings, pooler and classifier
-    stay dense. Idempotent: an already patched model is returned unchanged.
+    Attention Q/K/V/O get one score per block, or with ``block_shape=None`` one score per
+    head shared by all four (structured head pruning: every removed head is a speed-up). The
+    feed-forward pair gets one score per intermediate neuron, shared between the rows of the
+    first linear and the columns of the second so that a neuron is kept or removed as a whole.
+    Embeddings, pooler and classifier stay dense. Idempotent.
     """
     if masked_layers(model):
         return masked_layers(model)
-    check_block_shape(model, block_shape)
+    if block_shape is not None:
+        check_block_shape(model, block_shape)
     for layer in find_encoder_layers(model):
-        for name in ("query", "key", "value"):
-            setattr(layer.attention, name, BlockMaskedLinear(getattr(layer.attention, name), block_shape, binarizer_factory()))
-        layer.attention_output.dense = BlockMaskedLinear(layer.attention_output.dense, block_shape, binarizer_factory())
+        att, out = layer.attention, layer.attention_output
+        if block_shape is None:
+            hidden, dh = att.query.in_features, layer.head_dim
+            q = BlockMaskedLinear(att.query, (dh, hidden), binarizer_factory())
+            shared = q.mask_scores
+            att.query = q
+            att.key = BlockMaskedLinear(att.key, (dh, hidden), binarizer_factory(), mask_scores=shared)
+            att.value = BlockMaskedLinear(att.value, (dh, hidden), binarizer_factory(), mask_scores=shared)
+            out.dense = BlockMaskedLinear(out.dense, (out.dense.out_features, dh), binarizer_factory(), mask_scores=shared)
+        else:
+            for name in ("query", "key", "value"):
+                setattr(att, name, BlockMaskedLinear(getattr(att, name), block_shape, binarizer_factory()))
+            out.dense = BlockMaskedLinear(out.dense, block_shape, binarizer_factory())
         ffn_in = BlockMaskedLinear(layer.intermediate.dense, (1, layer.intermediate.dense.in_features), binarizer_factory())
         hidden = layer.output.dense.out_features
         ffn_out = BlockMaskedLinear(layer.output.dense, (hidden, 1), binarizer_factory(), mask_scores=ffn_in.mask_scores)
