@@ -1,0 +1,93 @@
+"""Real training runs of the tiny model through train(cfg), as a user's job would run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from blockprune import load_model
+from blockprune.main import CONFIG_DIR, train
+
+FAST = [
+    "model=tiny",
+    "trainer=cpu",
+    "trainer.max_epochs=2",
+    "logger=csv",
+    "data.limit={train: 96, val: 48, test: 48}",
+]
+
+
+def make_cfg(tmp_path: Path, overrides: list[str]):
+    """Compose the real config and shrink it (1-2 tiny epochs, CPU), like a user's job."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=FAST + overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        del cfg["hydra"]
+    return cfg
+
+
+def _texts(cfg, n: int = 8) -> list[str]:
+    import pandas as pd
+
+    return pd.read_csv(cfg.data.file)["Text"].head(40).tolist()[20 : 20 + n]
+
+
+@pytest.fixture(scope="module")
+def dense_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dense")
+    cfg = make_cfg(out, [])
+    return cfg, train(cfg)
+
+
+def test_dense_run_writes_a_complete_results_json(dense_run):
+    cfg, results = dense_run
+    on_disk = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+    assert on_disk["status"] == "completed"
+    for key in ("val/acc", "val/f1_macro", "test/acc", "test/f1_macro"):
+        assert 0.0 <= on_disk["metrics"][key] <= 1.0
+    assert on_disk["params"]["total"] == sum(p.numel() for p in load_model(on_disk["model_dir"]).parameters())
+    assert on_disk["params"]["encoder"] > 0 and on_disk["wall_time_s"] > 0
+    assert on_disk["data"]["split_sizes"] == {"train": 96, "val": 48, "test": 48}
+    assert on_disk["config"]["model"]["net"]["_target_"] == "blockprune.models.build_tiny_classifier"
+    assert (Path(cfg.paths.output_dir) / "data_report.json").is_file()
+
+
+def test_saved_model_loads_with_plain_transformers_and_gives_the_same_logits(dense_run):
+    cfg, results = dense_run
+    model_dir = results["model_dir"]
+    plain = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert plain.config.id2label[0] == sorted(plain.config.label2id)[0]
+    batch = tok(_texts(cfg), padding=True, return_tensors="pt")
+    ours = load_model(model_dir)
+    with torch.no_grad():
+        assert torch.equal(plain(**batch).logits, ours(**batch).logits)
+
+
+def test_pruned_run_compacts_and_reloads_with_the_same_logits(tmp_path):
+    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head"])
+    results = train(cfg)
+    assert results["compaction"]["heads_left"] == 4  # half of 2 layers x 4 heads
+    assert results["compaction"]["max_abs_logit_diff"] <= 1e-4
+    assert results["pruning"]["sparsity_encoder_linear"] == pytest.approx(0.5)
+    assert results["params"]["encoder"] < results["dense"]["params"]["encoder"]
+    assert results["flops_per_token"] < results["dense"]["flops_per_token"]
+    assert results["metrics_compacted"]["test/acc"] == pytest.approx(results["metrics"]["test/acc"])
+    model = load_model(results["model_dir"])
+    tok = AutoTokenizer.from_pretrained(results["model_dir"])
+    assert model.config.blockprune_layout["num_heads"] == [2, 2]
+    batch = tok(_texts(cfg), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (8, 12)
