@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -16,8 +17,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from blockprune.carbon import CarbonTracking
 from blockprune.atomic import atomic_path, write_json
 from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.benchmark import benchmark_models
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.models import model_max_length
 from blockprune.module import ClassifierModule
@@ -72,6 +75,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     seq_len = typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
     pruning = instantiate(cfg.prune) if cfg.get("prune") else None
+    dense_reference = copy.deepcopy(model).eval() if pruning is not None and cfg.bench.enabled else None
     if pruning is not None:
         pruning.patch(model)
 
@@ -99,6 +103,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if pruning is not None:
         results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
+    if cfg.bench.enabled:
+        results["speed"] = measure_speedup(module.model, dense_reference, seq_len, cfg.bench)
     results["params"] = count_parameters(module.model)
     results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
     results["seq_len"] = seq_len
@@ -109,6 +115,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             module.model.save_pretrained(tmp)
             datamodule.tokenizer.save_pretrained(tmp)
         results["model_dir"] = str(model_dir)
+    carbon = next((cb for cb in callbacks if isinstance(cb, CarbonTracking)), None)
+    if carbon is not None:
+        results["carbon"] = carbon.results
     results["data"] = datamodule.report
     results["wall_time_s"] = round(time.time() - start, 1)
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
@@ -116,6 +125,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("test accuracy %.4f; model: %s; results: %s", results["metrics"].get("test/acc", float("nan")),
              results.get("model_dir"), out_dir / "results.json")
     return results
+
+
+def measure_speedup(model, dense_reference, seq_len: int, bench: DictConfig) -> dict[str, Any]:
+    """Latency of the final model and, for a pruned job, of the dense model it started from,
+    timed alternately in this process (a speed-up depends only on the removed structure)."""
+    models = {"dense": dense_reference, "final": model} if dense_reference is not None else {"final": model}
+    device = bench.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = benchmark_models(
+        {k: m.eval() for k, m in models.items()}, batch_sizes=[bench.batch_size], seq_lens=[None],
+        typical_seq_len=seq_len, device=device, dtypes=[bench.dtype], warmup=bench.warmup, repeats=bench.repeats,
+    )
+    cell = result["cells"][0]
+    final = cell["results"]["final"]
+    return {
+        "speedup": final["speedup"] if dense_reference is not None else 1.0,
+        "latency_ms": final["median_ms"],
+        "dense_latency_ms": cell["results"]["dense"]["median_ms"] if dense_reference is not None else final["median_ms"],
+        "measured_over_analytic": final.get("measured_over_analytic"),
+        "batch_size": bench.batch_size, "seq_len": seq_len, "device": device, "dtype": bench.dtype,
+        "environment": result["environment"],
+    }
 
 
 def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, Any]:
@@ -151,4 +181,7 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode.name == "RUN":
             sys.exit(1)
         raise
+    finally:
+        if "wandb" in sys.modules:  # one W&B run per job, also in a multirun
+            sys.modules["wandb"].finish()
     return results["metrics"].get("val/acc")

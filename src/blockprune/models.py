@@ -123,14 +123,25 @@ def model_max_length(model: PreTrainedModel) -> int:
 
 
 def load_model(path: str | os.PathLike) -> PreTrainedModel:
-    """Load any model blockprune saved (dense, vocabulary-trimmed or compacted) in one call.
+    """Load any classifier blockprune saved (dense, vocabulary-trimmed or compacted) in one call.
 
     A compacted model has layers of different widths, which ``from_pretrained`` cannot build
     from a config; the layout recorded in its config lets us build the right shapes first.
+    Folders that are not a saved sequence classifier get a clear error, not a random head.
     """
     path = Path(path)
+    expected = "Give a folder written by save_pretrained holding a sequence classifier (config.json + model.safetensors)."
+    if not path.is_dir():
+        raise BlockpruneError(f"Model folder {path} does not exist or is not a folder. {expected}")
     if not (path / "config.json").is_file():
-        raise BlockpruneError(f"{path} is not a saved model folder (no config.json). Give the folder save_pretrained wrote.")
+        found = sorted(x.name for x in path.iterdir())[:10]
+        raise BlockpruneError(f"{path} has no config.json (found: {found or 'nothing'}). {expected}")
+    archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise BlockpruneError(
+            f"{path} holds a model without a sequence-classification head (architectures={archs or 'not recorded'}): "
+            "it would get a randomly initialised classifier. Fine-tune it first (python train.py model.net.name_or_path=...)."
+        )
     config = AutoConfig.from_pretrained(path)
     layout = getattr(config, LAYOUT_KEY, None)
     if layout is None:

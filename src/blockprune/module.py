@@ -37,7 +37,7 @@ class ClassifierModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "distillation"])
-        self.model = model
+        self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps modes as found
         self.distillation = distillation
         num_labels = model.config.num_labels
         metrics = MetricCollection(

@@ -1,0 +1,162 @@
+"""Study results -> the paper's Table I (markdown + CSV) and Figure 3 (accuracy vs speed-up).
+
+The report only reads the ``results.json`` each job wrote; it never re-runs anything. A job
+that failed, or a folder without results, is a row with its status, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from blockprune.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "speedup", "analytic_speedup",
+    "latency_ms", "accuracy", "macro_f1", "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
+]
+
+
+def find_jobs(folders: list[str | Path]) -> list[Path]:
+    """Job folders: those with a results.json, plus numbered multirun folders that lack one (failed)."""
+    jobs: set[Path] = set()
+    for folder in map(Path, folders):
+        if not folder.exists():
+            raise FileNotFoundError(f"report: {folder} does not exist")
+        jobs.update(p.parent for p in folder.rglob("results.json"))
+        jobs.update(p.parent for p in folder.rglob(".hydra") if not (p.parent / "results.json").exists())
+    return sorted(jobs)
+
+
+def row_name(results: dict[str, Any]) -> str:
+    cfg = results.get("config", {})
+    prune, distill = cfg.get("prune") or {}, cfg.get("distill") or {}
+    if not prune:
+        return "baseline" if not distill else "baseline + KD"
+    name = f"{round(100 * prune['sparsity'])}% pruning"
+    return name.replace(" pruning", " + KD") if distill else name
+
+
+def job_row(job: Path) -> dict[str, Any]:
+    path = job / "results.json"
+    if not path.is_file():
+        return {"row": job.name, "status": "missing", "job_dir": str(job)}
+    r = json.loads(path.read_text(encoding="utf-8"))
+    row: dict[str, Any] = {"row": row_name(r) if "config" in r else job.name, "status": r.get("status"), "job_dir": str(job)}
+    if r.get("status") != "completed":
+        row["error"] = r.get("error")
+        return row
+    metrics = r.get("metrics_compacted") or r["metrics"]
+    speed = r.get("speed", {})
+    carbon = r.get("carbon", {})
+    energy = [carbon.get(k, {}).get("energy_kwh") for k in ("training", "inference")]
+    co2 = [carbon.get(k, {}).get("emissions_kg") for k in ("training", "inference")]
+    row.update(
+        params_M=r["params"]["total"] / 1e6,
+        encoder_params_M=r["params"]["encoder"] / 1e6,
+        vocab_size=r.get("vocab", {}).get("vocab_size_after"),
+        speedup=speed.get("speedup"),
+        analytic_speedup=r["dense"]["flops_per_token"] / r["flops_per_token"],
+        latency_ms=speed.get("latency_ms"),
+        accuracy=100 * metrics["test/acc"],
+        macro_f1=100 * metrics["test/f1_macro"],
+        energy_kwh=sum(e for e in energy if e is not None) if any(e is not None for e in energy) else None,
+        co2_kg=sum(c for c in co2 if c is not None) if any(c is not None for c in co2) else None,
+        sparsity=(r.get("pruning") or {}).get("sparsity_encoder_linear", 0.0),
+        heads_left=(r.get("compaction") or {}).get("heads_left"),
+        ffn_left=(r.get("compaction") or {}).get("ffn_neurons_left"),
+        _dense_params=r["dense"]["params"]["total"],
+    )
+    return row
+
+
+def build_table(folders: list[str | Path]) -> pd.DataFrame:
+    rows = [job_row(j) for j in find_jobs(folders)]
+    if not rows:
+        raise FileNotFoundError(f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}")
+    table = pd.DataFrame(rows)
+    for col in COLUMNS + ["_dense_params", "error"]:
+        if col not in table:
+            table[col] = None
+    base = table[(table["row"] == "baseline") & (table["status"] == "completed")]
+    base_params = float(base["params_M"].iloc[0]) * 1e6 if len(base) else None
+    ref = table["_dense_params"].where(table["_dense_params"].notna(), base_params)
+    table["reduction_pct"] = 100 * (1 - table["params_M"] * 1e6 / ref)
+    order = {"baseline": 0}
+    table["_order"] = table["row"].map(lambda r: order.get(r, 1 + ("KD" in str(r)) * 10 + _pct(r) / 100))
+    return table.sort_values(["_order", "row"]).drop(columns=["_order", "_dense_params"]).reset_index(drop=True)
+
+
+def _pct(name: str) -> float:
+    try:
+        return float(str(name).split("%")[0])
+    except ValueError:
+        return 99.0
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "accuracy", "macro-F1",
+               "encoder (M)", "vocab", "energy (kWh)", "CO2 (kg)", "status"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for _, r in table.iterrows():
+        cells = [
+            r["row"], _f(r["params_M"], ".2f"), _f(r["reduction_pct"], ".1f", "%"), _f(r["speedup"], ".2f", "x"),
+            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _f(r["accuracy"], ".2f"),
+            _f(r["macro_f1"], ".2f"), _f(r["encoder_params_M"], ".2f"), _f(r["vocab_size"], ".0f"),
+            _f(r["energy_kwh"], ".2e"), _f(r["co2_kg"], ".2e"), r["status"] if r["status"] == "completed" else f"**{r['status']}**",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: Any, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:{spec}}{suffix}"
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy against measured speed-up, each point labelled (the paper's Figure 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = table[(table["status"] == "completed") & table["speedup"].notna()]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    for kd, marker, label in ((False, "o", "pruning"), (True, "s", "pruning + KD")):
+        part = done[done["row"].str.contains("KD") == kd]
+        ax.scatter(part["speedup"], part["accuracy"], marker=marker, s=50, label=label)
+        for _, r in part.iterrows():
+            ax.annotate(r["row"], (r["speedup"], r["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("measured inference speed-up over the dense baseline (x)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs speed-up")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """Write table1.md, table1.csv and accuracy_vs_speedup.png to ``out_dir``; return the table."""
+    out = Path(out_dir)
+    table = build_table(folders)
+    with atomic_path(out / "table1.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "table1.md") as tmp:
+        tmp.write_text(to_markdown(table), encoding="utf-8")
+    plot(table, out / "accuracy_vs_speedup.png")
+    failed = table[table["status"] != "completed"]
+    if len(failed):
+        log.warning("report: %d job(s) did not complete: %s", len(failed), ", ".join(failed["row"]))
+    return table

@@ -1,0 +1,63 @@
+"""The Table I study: a dense baseline, then the pruned jobs as one Hydra multirun, then the report.
+
+Two stages because the pruned jobs start from the baseline's fine-tuned weights and use it as
+teacher, as the paper pruned an already fine-tuned model. Each stage runs ``train.py`` in a
+subprocess, exactly as a user would type it; the preset (``experiment=<name>``) carries the
+settings and ``study.*`` in it says what the pruned stage sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from blockprune.errors import BlockpruneError
+from blockprune.main import CONFIG_DIR, PROJECT_ROOT
+from blockprune.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+def study_settings(preset: str, overrides: list[str]) -> dict:
+    """The ``study`` section of an experiment preset (sparsities, distillation options)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}", *overrides])
+    if "study" not in cfg:
+        raise BlockpruneError(f"experiment={preset} has no `study:` section; use a study preset such as table1_cpu.")
+    return dict(cfg.study)
+
+
+def _run(args: list[str]) -> int:
+    cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
+    log.info("study: %s", " ".join(cmd))
+    return subprocess.run(cmd, cwd=PROJECT_ROOT).returncode
+
+
+def run_study(preset: str, out_dir: str | Path | None = None, overrides: list[str] | None = None) -> int:
+    """Run baseline, pruned sweep and report into ``out_dir``; return non-zero if any job failed."""
+    overrides = list(overrides or [])
+    study = study_settings(preset, overrides)
+    out = Path(out_dir or PROJECT_ROOT / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    base_dir = out / "baseline"
+    code = _run([f"experiment={preset}", "prune=none", "distill=off", f"hydra.run.dir={base_dir}", *overrides])
+    results = base_dir / "results.json"
+    if code != 0 or not results.is_file():
+        raise BlockpruneError(f"study: the baseline job failed (exit {code}); see {base_dir}. Nothing else was run.")
+    model_dir = json.loads(results.read_text())["model_dir"]
+    sparsities = ",".join(str(s) for s in study["sparsities"])
+    distill = ",".join(study["distill"])
+    sweep_code = _run([
+        "-m", f"experiment={preset}", "prune=block", f"prune.sparsity={sparsities}", f"distill={distill}",
+        f"hydra.sweep.dir={out / 'pruned'}", *overrides,
+    ])
+    table = write_report([out], out)
+    log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
+    return sweep_code

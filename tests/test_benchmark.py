@@ -1,0 +1,124 @@
+"""benchmark_models end to end on CPU (tiny models, tiny grid), overhead helper, loading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_bert import make_compacted, make_tiny  # noqa: E402
+
+from blockprune.benchmark import (  # noqa: E402
+    benchmark_models,
+    save,
+    to_markdown,
+    training_step_overhead,
+)
+from blockprune.errors import BlockpruneError, ConfigError  # noqa: E402
+
+STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "q1_ms", "q3_ms", "iqr_ms", "repeats")
+RESULT_FIELDS = STAT_FIELDS + (
+    "throughput_seq_per_s",
+    "throughput_tokens_per_s",
+    "speedup",
+    "flops_per_token",
+    "params",
+    "analytic_speedup",
+    "measured_over_analytic",
+    "achieved_gflops_per_s",
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    models = {"dense": make_tiny(3), "compact": make_compacted()}
+    return benchmark_models(
+        models,
+        batch_sizes=(1, 4),
+        seq_lens=(None, 32, 128),  # 128 > max positions (64): skipped with a note
+        typical_seq_len=12,
+        dtypes=("float32", "float16"),  # float16 skipped on CPU with a note
+        warmup=1,
+        repeats=3,
+        threads=1,
+        progress=False,
+        max_tokens=100,  # 4 x 32 = 128 tokens: skipped
+    )
+
+
+def test_benchmark_result_is_well_formed(result, tmp_path):
+    assert result["baseline"] == "dense"
+    env = result["environment"]
+    for key in ("torch", "device", "device_name", "torch_threads", "date", "cpu_count"):
+        assert env[key] not in (None, "")
+    assert env["torch_threads"] == 1 and result["settings"]["threads"] == 1
+    assert torch.get_num_threads() >= 1  # restored afterwards
+    assert result["models"]["compact"]["heads_per_layer"] == [2, 1, 4]
+    assert result["models"]["compact"]["ffn_per_layer"] == [50, 0, 128]
+
+    cells = {(c["dtype"], c["batch"], c["seq_len"]): c for c in result["cells"]}
+    ok = [c for c in result["cells"] if c["status"] == "ok"]
+    assert sorted(k[1:] for k, c in cells.items() if c["status"] == "ok") == [(1, 12), (1, 32), (4, 12)]
+    assert all(k[0] == "float32" for k, c in cells.items() if c["status"] == "ok")
+    assert "max_tokens" in cells[("float32", 4, 32)]["note"]
+    assert "maximum input length" in cells[("float32", 1, 128)]["note"]
+    assert "float16" in cells[("float16", 1, 12)]["note"]
+    assert cells[("float32", 1, 12)]["typical"] and not cells[("float32", 1, 32)]["typical"]
+
+    for cell in ok:
+        assert cell["repeats"] == 3
+        for name in ("dense", "compact"):
+            r = cell["results"][name]
+            assert r["status"] == "ok"
+            for field in RESULT_FIELDS:
+                assert r[field] is not None, (name, field)
+            assert r["median_ms"] > 0 and r["throughput_seq_per_s"] > 0 and r["repeats"] == 3
+            assert r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
+        base, comp = cell["results"]["dense"], cell["results"]["compact"]
+        assert base["speedup"] == 1.0 and base["analytic_speedup"] == 1.0
+        assert comp["speedup"] == pytest.approx(base["median_ms"] / comp["median_ms"])
+        assert comp["analytic_speedup"] == pytest.approx(base["flops_per_token"] / comp["flops_per_token"])
+        assert comp["analytic_speedup"] > 1.5
+        assert comp["measured_over_analytic"] == pytest.approx(comp["speedup"] / comp["analytic_speedup"])
+        assert comp["params"] < base["params"]
+
+    path = save(result, tmp_path / "bench" / "result.json")
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    assert loaded["cells"][0]["results"]["dense"]["speedup"] == 1.0
+    md = to_markdown(loaded)
+    assert "| dense |" in md and "| compact |" in md and "Skipped cells" in md and "float16" in md
+
+
+def test_custom_cells_and_bad_settings():
+    models = {"a": make_tiny(2), "b": make_tiny(2, seed=1)}
+    r = benchmark_models(models, cells=[(2, None), (2, 8)], typical_seq_len=8, warmup=1, repeats=2, progress=False)
+    assert [(c["batch"], c["seq_len"]) for c in r["cells"]] == [(2, 8)]  # duplicate (2, typical=8) removed
+    with pytest.raises(ConfigError):
+        benchmark_models(models, typical_seq_len=8, dtypes=("int8",), progress=False)
+    with pytest.raises(ConfigError):
+        benchmark_models({}, typical_seq_len=8)
+
+
+def test_training_step_overhead():
+    model = make_tiny(1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    ids = torch.randint(1, 100, (2, 8), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1])
+
+    def step(extra: int = 0):
+        loss = model(input_ids=ids, labels=labels).loss
+        for _ in range(extra):
+            loss = loss + model(input_ids=ids, labels=labels).loss  # e.g. a teacher forward
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    out = training_step_overhead(step, {"distill": lambda: step(1)}, repeats=3, warmup=1)
+    assert set(out["steps"]) == {"dense", "distill"}
+    assert out["ratio_vs_dense"]["dense"] == 1.0 and out["ratio_vs_dense"]["distill"] > 0
+    assert all(s["median_ms"] > 0 and s["repeats"] == 3 for s in out["steps"].values())
+    assert "| distill |" in to_markdown(out)
