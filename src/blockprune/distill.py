@@ -35,7 +35,12 @@ class Distillation(L.Callback):
     so it is neither optimised nor written into checkpoints.
     """
 
-    def __init__(self, teacher: str, temperature: float = 2.0, alpha: float = 0.5) -> None:
+    def __init__(self, teacher: str | None, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        if not teacher:
+            raise ConfigError(
+                "distill=on needs a fine-tuned teacher: set distill.teacher=<model folder or hub id>, or "
+                "init_from=<fine-tuned folder> (the teacher then defaults to it). `make table1` does this for you."
+            )
         if temperature <= 0:
             raise ConfigError(f"distill.temperature={temperature} must be > 0 (typical: 1 to 4).")
         if not 0.0 <= alpha <= 1.0:

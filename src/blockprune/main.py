@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,7 +25,7 @@ from blockprune.atomic import atomic_path, write_json
 from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.benchmark import benchmark_models
 from blockprune.flops import count_parameters, flops_per_token
-from blockprune.models import model_max_length
+from blockprune.models import load_classifier, model_max_length
 from blockprune.module import ClassifierModule
 
 log = logging.getLogger("blockprune")
@@ -64,9 +67,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")
 
-    model = instantiate(cfg.model.net)(
-        num_labels=datamodule.num_labels, id2label=datamodule.id2label, label2id=datamodule.label2id
-    )
+    labels = {"num_labels": datamodule.num_labels, "id2label": datamodule.id2label, "label2id": datamodule.label2id}
+    model = load_classifier(cfg.init_from, **labels) if cfg.init_from else instantiate(cfg.model.net)(**labels)
     if cfg.data.max_length > model_max_length(model):
         raise ConfigError(
             f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
@@ -171,17 +173,54 @@ def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, A
     }
 
 
+class FailedJobsExit(Callback):
+    """Hydra callback: after a multirun, exit non-zero if any job's results.json says failed.
+
+    Jobs catch their own errors (so one bad job never takes the sweep down); this makes the
+    failure visible to the shell and to CI at the end.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failed = [
+            p.parent for p in Path(config.hydra.sweep.dir).glob("*/results.json")
+            if json.loads(p.read_text(encoding="utf-8")).get("status") == "failed"
+        ]
+        if failed:
+            log.error("%d job(s) failed: %s", len(failed), ", ".join(map(str, failed)))
+            sys.exit(1)
+
+
+def write_failure(cfg: DictConfig, err: BaseException) -> None:
+    """A failed multirun job still leaves a results.json, so the report shows the row as failed."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - a bad override may be exactly what cannot resolve
+        config = OmegaConf.to_container(cfg, resolve=False)
+    write_json(Path(HydraConfig.get().runtime.output_dir) / "results.json", {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "traceback": traceback.format_exc(),
+        "task_name": cfg.get("task_name"),
+        "config": config,
+    })
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one job; user errors are printed without a traceback and exit non-zero."""
+    """Run one job. A single run exits non-zero on error (a user error without a traceback,
+    and no results.json); a multirun job records the failure and lets the sweep go on."""
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
     try:
-        results = train(cfg)
-    except BlockpruneError as err:
-        log.error("%s", err)
-        if HydraConfig.get().mode.name == "RUN":
+        return train(cfg)["metrics"].get("val/acc")
+    except Exception as err:
+        if multirun:
+            log.exception("job failed; the sweep goes on")
+            write_failure(cfg, err)
+            return None
+        if isinstance(err, BlockpruneError):
+            log.error("%s", err)
             sys.exit(1)
         raise
     finally:
         if "wandb" in sys.modules:  # one W&B run per job, also in a multirun
             sys.modules["wandb"].finish()
-    return results["metrics"].get("val/acc")

@@ -56,7 +56,7 @@ def run_study(preset: str, out_dir: str | Path | None = None, overrides: list[st
     distill = ",".join(study["distill"])
     sweep_code = _run([
         "-m", f"experiment={preset}", "prune=block", f"prune.sparsity={sparsities}", f"distill={distill}",
-        f"hydra.sweep.dir={out / 'pruned'}", *overrides,
+        f"init_from={model_dir}", f"hydra.sweep.dir={out / 'pruned'}", *study.get("pruned_overrides", []), *overrides,
     ])
     table = write_report([out], out)
     log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])

@@ -37,9 +37,10 @@ import functools
 import json
 import os
 import unicodedata
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -301,11 +302,10 @@ def _fresh_backend(tokenizer_json: str):
     return backend
 
 
-def _encode_all(backend, texts: Sequence[str]) -> list:
-    out = []
+def _encodings(backend, texts: Sequence[str]) -> Iterator:
+    """Encodings (with special tokens) of ``texts``, in chunks, so a large corpus is never held twice."""
     for start in range(0, len(texts), _CHUNK):
-        out.extend(backend.encode_batch(list(texts[start : start + _CHUNK]), add_special_tokens=True))
-    return out
+        yield from backend.encode_batch(list(texts[start : start + _CHUNK]), add_special_tokens=True)
 
 
 def _clean_corpus(corpus: Iterable[str]) -> list[str]:
@@ -484,11 +484,11 @@ def trim_vocabulary(
     added_ids = {int(t["id"]) for t in data.get("added_tokens") or []}
 
     # ---- encode the corpus with the original tokenizer
-    old_backend = _fresh_backend(tokenizer_json)
-    old_encodings = _encode_all(old_backend, texts)
+    old_ids: list[array] = []  # compact: a corpus may have hundreds of thousands of texts
     produced: set[int] = set()
     n_tokens = n_unk = 0
-    for enc in old_encodings:
+    for enc in _encodings(_fresh_backend(tokenizer_json), texts):
+        old_ids.append(array("l", enc.ids))
         for i, special in zip(enc.ids, enc.special_tokens_mask):
             if special:
                 continue
@@ -505,7 +505,7 @@ def trim_vocabulary(
         )
     corpus_unk_rate = n_unk / n_tokens
     if corpus_unk_rate > MAX_UNK_FRACTION:
-        unk_texts = [t for t, e in zip(texts, old_encodings) if unk_id in e.ids][:3]
+        unk_texts = [t for t, ids in zip(texts, old_ids) if unk_id in ids][:3]
         raise BlockpruneError(
             f"the corpus does not match this tokenizer: {n_unk} of {n_tokens} pieces "
             f"({corpus_unk_rate:.0%}) are the unknown token {id_to_piece.get(unk_id)!r} "
@@ -611,13 +611,14 @@ def trim_vocabulary(
     bad = [old for old in keep if new_pieces.get(new_id[old]) != id_to_piece[old]]
     if bad:
         raise BlockpruneError(f"internal error: re-indexed vocabulary disagrees at old ids {bad[:5]}")
-    new_encodings = _encode_all(new_backend, texts)
-    for n, (old_enc, new_enc) in enumerate(zip(old_encodings, new_encodings)):
-        if new_enc.tokens != old_enc.tokens or new_enc.ids != [new_id[i] for i in old_enc.ids]:
+    for n, (ids, new_enc) in enumerate(zip(old_ids, _encodings(new_backend, texts))):
+        old_tokens = [id_to_piece[i] for i in ids]
+        if new_enc.ids != [new_id[i] for i in ids] or new_enc.tokens != old_tokens:
             raise BlockpruneError(
                 f"internal error: the trimmed tokenizer splits corpus text {n} differently "
-                f"({texts[n]!r:.80}): {old_enc.tokens[:20]} -> {new_enc.tokens[:20]}"
+                f"({texts[n]!r:.80}): {old_tokens[:20]} -> {new_enc.tokens[:20]}"
             )
+    del old_ids
 
     # ---- the transformers wrapper, with the same special-token roles and settings
     from tokenizers import Tokenizer

@@ -1,0 +1,150 @@
+"""The ``blockprune`` console script: train, table1, report, bench, export, trim-vocab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from blockprune.errors import BlockpruneError
+
+log = logging.getLogger("blockprune")
+
+
+def _model_dirs(paths: list[str]) -> dict[str, Path]:
+    """Model folders by a short name; a job folder (with results.json) stands for its saved model."""
+    out: dict[str, Path] = {}
+    for p in map(Path, paths):
+        results = p / "results.json"
+        model_dir = Path(json.loads(results.read_text())["model_dir"]) if results.is_file() else p
+        name = p.name if p.name != "model" else p.parent.name
+        out[name if name not in out else str(p)] = model_dir
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from blockprune import load_model
+    from blockprune.benchmark import benchmark_models, save, to_markdown
+
+    models = {name: load_model(path) for name, path in _model_dirs([args.baseline, *args.models]).items()}
+    result = benchmark_models(
+        models, batch_sizes=args.batch_sizes, seq_lens=[None if s == 0 else s for s in args.seq_lens],
+        typical_seq_len=args.typical_seq_len, device=args.device, dtypes=args.dtypes, warmup=args.warmup,
+        repeats=args.repeats, threads=args.threads, onnxruntime=args.onnx,
+    )
+    markdown = to_markdown(result)
+    print(markdown)
+    if args.out:
+        save(result, Path(args.out) / "bench.json")
+        (Path(args.out) / "bench.md").write_text(markdown, encoding="utf-8")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from blockprune import load_model
+    from blockprune.export import check_onnx, export_onnx
+
+    model = load_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    path = export_onnx(model, tokenizer, args.onnx)
+    print(f"wrote {path}; max |logit difference| vs PyTorch: {check_onnx(model, path):.2e}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from blockprune.report import to_markdown, write_report
+
+    table = write_report(args.folders, args.out or args.folders[0])
+    print(to_markdown(table))
+    return int((table["status"] != "completed").any())
+
+
+def cmd_table1(args: argparse.Namespace) -> int:
+    from blockprune.study import run_study
+
+    return run_study(args.preset, args.out, args.overrides)
+
+
+def cmd_trim_vocab(args: argparse.Namespace) -> int:
+    from blockprune.pruning.vocab import trim_vocabulary_folder
+
+    stats = trim_vocabulary_folder(
+        args.model, args.out, args.corpus, text_column=args.text_column, heldout_files=args.heldout,
+        keep_script_chars=args.keep_script_chars,
+    )
+    print(json.dumps(stats, indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blockprune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("train", help="run train.py's Hydra main (same overrides, e.g. -m prune.sparsity=0.25,0.5)",
+                   add_help=False)
+
+    p = sub.add_parser("table1", help="the whole study: baseline, pruned sweep, report")
+    p.add_argument("--preset", default="table1", help="experiment preset with a study section (table1, table1_cpu, ...)")
+    p.add_argument("--out", help="study folder (default outputs/table1/<timestamp>)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
+    p.set_defaults(func=cmd_table1)
+
+    p = sub.add_parser("report", help="study folders -> table1.md/csv + accuracy_vs_speedup.png")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--out", help="where to write (default: the first folder)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="time a baseline against compacted models, side by side in one process")
+    p.add_argument("baseline", help="model folder or job folder (results.json) of the baseline")
+    p.add_argument("models", nargs="+", help="model or job folders to compare")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtypes", nargs="+", default=["float32"])
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32, 128])
+    p.add_argument("--seq-lens", nargs="+", type=int, default=[0, 128, 512], help="0 = the typical length")
+    p.add_argument("--typical-seq-len", type=int, default=40, help="the data's typical padded length")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--onnx", action="store_true", help="also time ONNX exports in onnxruntime (CPU)")
+    p.add_argument("--out", help="folder for bench.json and bench.md")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="export a (compacted) classifier to ONNX")
+    p.add_argument("model")
+    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("trim-vocab", help="keep only the vocabulary a corpus uses (tokenizer + embeddings)")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--corpus", nargs="+", required=True, help="CSV/TSV/JSONL files whose texts must tokenise as before")
+    p.add_argument("--text-column", default="Text")
+    p.add_argument("--heldout", nargs="*", default=[], help="files to report the UNK rate on")
+    p.add_argument("--keep-script-chars", action="store_true", help="also keep single characters of the scripts seen")
+    p.set_defaults(func=cmd_trim_vocab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from blockprune.main import main as hydra_main
+
+        sys.argv = [sys.argv[0], *argv[1:]]
+        hydra_main()
+        return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (BlockpruneError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
