@@ -42,6 +42,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from blockprune.benchmark import save, to_markdown
+    from blockprune.step_overhead import measure_step_overhead
+
+    block = "head" if args.attention_block == ["head"] else [int(x) for x in args.attention_block]
+    result = measure_step_overhead(
+        str(next(iter(_model_dirs([args.model]).values()))), batch_size=args.batch_size,
+        seq_len=args.seq_len, accelerator=args.accelerator, precision=args.precision, sparsity=args.sparsity,
+        attention_block=block, repeats=args.repeats,
+    )
+    print(to_markdown(result))
+    if args.out:
+        save(result, Path(args.out) / "step_overhead.json")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
@@ -112,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="also time ONNX exports in onnxruntime (CPU)")
     p.add_argument("--out", help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-train", help="masked and distillation training steps over the dense step")
+    p.add_argument("model", help="model or job folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=40)
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--precision", default="32-true", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    p.add_argument("--sparsity", type=float, default=0.5)
+    p.add_argument("--attention-block", nargs="+", default=["32", "32"], help="rows cols, or head")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_bench_train)
 
     p = sub.add_parser("export", help="export a (compacted) classifier to ONNX")
     p.add_argument("model")

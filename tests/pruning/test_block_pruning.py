@@ -44,7 +44,7 @@ def _randomize_scores(model, seed: int = 0) -> None:
 
 def _set_sparsity(model, sparsity: float) -> None:
     for layer in masked_layers(model):
-        layer.sparsity.fill_(sparsity)
+        layer.set_sparsity(sparsity)
 
 
 @pytest.mark.parametrize("sparsity", [0.25, 0.5, 0.75])
@@ -148,7 +148,7 @@ def test_head_with_all_blocks_empty_is_removed_and_one_with_a_live_block_kept(ti
     BlockPruning(0.25).patch(other)
     _kill_head(other, 0, 2, keep_one_block=True)
     for lin in masked_layers(other):
-        lin.sparsity.fill_(3 / 16 if lin.grid == (4, 4) else 0.0)  # 3 dead blocks: the head keeps one
+        lin.set_sparsity(3 / 16 if lin.grid == (4, 4) else 0.0)  # 3 dead blocks: the head keeps one
     assert compact_model(other).heads_kept[0] == [0, 1, 2, 3]
 
 
@@ -158,8 +158,8 @@ def test_a_layer_keeps_at_least_one_head(tiny):
     with torch.no_grad():
         layer.attention.value.mask_scores.fill_(-5.0)
     for lin in masked_layers(tiny):
-        lin.sparsity.fill_(0.0)
-    layer.attention.value.sparsity.fill_(0.99)  # every value block of layer 1 masked
+        lin.set_sparsity(0.0)
+    layer.attention.value.set_sparsity(0.99)  # every value block of layer 1 masked
     masked = tiny(**_inputs()).logits
     report = compact_model(tiny)
     assert len(report.heads_kept[1]) == 1
@@ -189,8 +189,8 @@ def test_value_bias_of_a_removed_head_is_folded_exactly(tiny):
         layer.attention.value.mask_scores[1].fill_(-1.0)
         layer.attention.value.bias.normal_()
     for lin in masked_layers(tiny):
-        lin.sparsity.fill_(0.0)
-    layer.attention.value.sparsity.fill_(0.25)
+        lin.set_sparsity(0.0)
+    layer.attention.value.set_sparsity(0.25)
     masked = tiny(**_inputs()).logits
     assert compact_model(tiny).heads_kept[0] == [0, 2, 3]
     assert (tiny(**_inputs()).logits - masked).abs().max() <= 1e-5
@@ -257,3 +257,15 @@ def test_head_mode_prunes_whole_heads_and_compacts_exactly(tiny):
     report = compact_model(tiny)
     assert [len(h) for h in report.heads_kept] == [2, 2]  # half of 4 heads in each layer
     assert (tiny(**_inputs()).logits - masked).abs().max() <= 1e-5
+
+
+def test_sparsity_survives_a_state_dict_round_trip(tiny):
+    """A checkpoint restores the mask exactly: the sparsity buffer reloads into the layer."""
+    BlockPruning(0.5).patch(tiny)
+    _randomize_scores(tiny)
+    _set_sparsity(tiny, 0.5)
+    expected = tiny(**_inputs()).logits
+    state = {k: v.clone() for k, v in tiny.state_dict().items()}
+    _set_sparsity(tiny, 0.0)
+    tiny.load_state_dict(state)
+    assert torch.equal(tiny(**_inputs()).logits, expected)

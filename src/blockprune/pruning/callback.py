@@ -83,7 +83,7 @@ class BlockPruning(L.Callback):
         sparsity = self.schedule.sparsity(step) if self.method == "topk" else 0.0
         reg = self.reg_lambda * self.schedule.progress(step)
         for layer in masked_layers(model):
-            layer.sparsity.fill_(sparsity)
+            layer.set_sparsity(sparsity)
             layer.reg_lambda.fill_(reg)
 
     def in_pruning_phase(self, step: int) -> bool:

@@ -42,19 +42,34 @@ class BlockMaskedLinear(nn.Linear):
             raise ValueError(f"shared scores have {mask_scores.numel()} entries, the block grid needs {grid}")
         self.mask_scores = mask_scores
         self.grid = grid
+        # The sparsity lives in a buffer (saved in checkpoints) and, to avoid a device sync in
+        # every forward pass, in a Python float kept equal to it.
         self.register_buffer("sparsity", torch.zeros((), device=linear.weight.device))
         self.register_buffer("reg_lambda", torch.zeros((), device=linear.weight.device))
+        self._sparsity = 0.0
+
+    def set_sparsity(self, sparsity: float) -> None:
+        self._sparsity = float(sparsity)
+        self.sparsity.fill_(sparsity)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._sparsity = float(self.sparsity)
 
     def block_mask(self) -> torch.Tensor:
         """0/1 mask with one entry per block (differentiable w.r.t. scores by straight-through)."""
-        return self.binarizer(self.mask_scores.view(self.grid), float(self.sparsity)).view(self.grid)
+        return self.binarizer(self.mask_scores.view(self.grid), self._sparsity).view(self.grid)
 
     def weight_mask(self) -> torch.Tensor:
         rows, cols = self.block_shape
         return self.block_mask().repeat_interleave(rows, 0).repeat_interleave(cols, 1)
 
     def masked_weight(self) -> torch.Tensor:
-        return self.weight * self.weight_mask().to(self.weight.dtype)
+        """Weight times mask, broadcasting the block mask over each block (no full-size mask)."""
+        (grid_rows, grid_cols), (rows, cols) = self.grid, self.block_shape
+        blocks = self.weight.view(grid_rows, rows, grid_cols, cols)
+        mask = self.block_mask().to(self.weight.dtype).view(grid_rows, 1, grid_cols, 1)
+        return (blocks * mask).view(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.masked_weight(), self.bias)
