@@ -77,7 +77,7 @@ def test_saved_model_loads_with_plain_transformers_and_gives_the_same_logits(den
 
 
 def test_pruned_run_compacts_and_reloads_with_the_same_logits(tmp_path):
-    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head"])
+    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head", "vocab.trim=true"])
     results = train(cfg)
     assert results["compaction"]["heads_left"] == 4  # half of 2 layers x 4 heads
     assert results["compaction"]["max_abs_logit_diff"] <= 1e-4
@@ -85,8 +85,14 @@ def test_pruned_run_compacts_and_reloads_with_the_same_logits(tmp_path):
     assert results["params"]["encoder"] < results["dense"]["params"]["encoder"]
     assert results["flops_per_token"] < results["dense"]["flops_per_token"]
     assert results["metrics_compacted"]["test/acc"] == pytest.approx(results["metrics"]["test/acc"])
+    vocab = results["vocab"]
+    assert vocab["vocab_size_after"] < vocab["vocab_size_before"] == 23021
+    assert results["params"]["word_embeddings"] == vocab["vocab_size_after"] * 128
+    assert 0.0 <= vocab["heldout_unk_rate"] <= 0.05  # script characters are kept: few unknown pieces
+    assert 0.0 <= results["metrics_final"]["test/acc"] <= 1.0
     model = load_model(results["model_dir"])
     tok = AutoTokenizer.from_pretrained(results["model_dir"])
+    assert len(tok) == model.config.vocab_size == vocab["vocab_size_after"]
     assert model.config.blockprune_layout["num_heads"] == [2, 2]
     batch = tok(_texts(cfg), padding=True, return_tensors="pt")
     with torch.no_grad():

@@ -82,7 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_table1(args: argparse.Namespace) -> int:
     from blockprune.study import run_study
 
-    return run_study(args.preset, args.out, args.overrides)
+    return run_study(args.preset, args.out, args.overrides, baseline=args.baseline)
 
 
 def cmd_trim_vocab(args: argparse.Namespace) -> int:
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table1", help="the whole study: baseline, pruned sweep, report")
     p.add_argument("--preset", default="table1", help="experiment preset with a study section (table1, table1_cpu, ...)")
     p.add_argument("--out", help="study folder (default outputs/table1/<timestamp>)")
+    p.add_argument("--baseline", help="an existing baseline job folder: prune from it instead of training one")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     p.set_defaults(func=cmd_table1)
 

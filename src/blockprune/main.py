@@ -105,6 +105,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if pruning is not None:
         results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
+    tokenizer = datamodule.tokenizer
+    if cfg.vocab.trim:
+        tokenizer, results["vocab"], results["metrics_final"] = _trim_vocabulary(module, datamodule, cfg)
     if cfg.bench.enabled:
         results["speed"] = measure_speedup(module.model, dense_reference, seq_len, cfg.bench)
     results["params"] = count_parameters(module.model)
@@ -115,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model_dir = out_dir / "model"
         with atomic_path(model_dir) as tmp:
             module.model.save_pretrained(tmp)
-            datamodule.tokenizer.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         results["model_dir"] = str(model_dir)
     carbon = next((cb for cb in callbacks if isinstance(cb, CarbonTracking)), None)
     if carbon is not None:
@@ -147,6 +150,48 @@ def measure_speedup(model, dense_reference, seq_len: int, bench: DictConfig) -> 
         "measured_over_analytic": final.get("measured_over_analytic"),
         "batch_size": bench.batch_size, "seq_len": seq_len, "device": device, "dtype": bench.dtype,
         "environment": result["environment"],
+    }
+
+
+def _trim_vocabulary(module: ClassifierModule, datamodule, cfg: DictConfig):
+    """Keep the vocabulary the training texts use (plus single characters of their scripts),
+    then re-test with the trimmed tokenizer, so the reported accuracy is the saved model's."""
+    from blockprune.pruning.vocab import changed_tokenization_rate, read_text_column, trim_vocabulary, unk_rate
+
+    extra = [t for f in cfg.vocab.extra_corpora for t in read_text_column(f, cfg.data.text_column)]
+    corpus = datamodule.texts("train") + extra
+    original = datamodule.tokenizer
+    model, tokenizer, stats = trim_vocabulary(
+        module.model, original, corpus, keep_script_chars=cfg.vocab.keep_script_chars
+    )
+    module.model = model
+    held_out = datamodule.texts("test")
+    info = {
+        **stats.to_dict(),
+        "heldout_unk_rate_before": unk_rate(original, held_out),
+        "heldout_unk_rate": unk_rate(tokenizer, held_out),
+        "heldout_changed_tokenization_rate": changed_tokenization_rate(original, tokenizer, held_out),
+    }
+    metrics = evaluate_texts(model, tokenizer, held_out, datamodule.labels("test"), datamodule.max_length)
+    return tokenizer, info, metrics
+
+
+@torch.no_grad()
+def evaluate_texts(model, tokenizer, texts: list[str], labels: list[int], max_length: int, batch_size: int = 64) -> dict:
+    """Accuracy and macro-F1 of ``model`` on raw texts through its own tokenizer."""
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        preds.append(model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu())
+    pred, target = torch.cat(preds), torch.tensor(labels)
+    n = model.config.num_labels
+    return {
+        "test/acc": float(multiclass_accuracy(pred, target, num_classes=n, average="micro")),
+        "test/f1_macro": float(multiclass_f1_score(pred, target, num_classes=n, average="macro")),
     }
 
 

@@ -53,7 +53,7 @@ def job_row(job: Path) -> dict[str, Any]:
     if r.get("status") != "completed":
         row["error"] = r.get("error")
         return row
-    metrics = r.get("metrics_compacted") or r["metrics"]
+    metrics = r.get("metrics_final") or r.get("metrics_compacted") or r["metrics"]
     speed = r.get("speed", {})
     carbon = r.get("carbon", {})
     energy = [carbon.get(k, {}).get("energy_kwh") for k in ("training", "inference")]

@@ -41,13 +41,20 @@ def _run(args: list[str]) -> int:
     return subprocess.run(cmd, cwd=PROJECT_ROOT).returncode
 
 
-def run_study(preset: str, out_dir: str | Path | None = None, overrides: list[str] | None = None) -> int:
-    """Run baseline, pruned sweep and report into ``out_dir``; return non-zero if any job failed."""
+def run_study(
+    preset: str, out_dir: str | Path | None = None, overrides: list[str] | None = None, baseline: str | None = None
+) -> int:
+    """Run baseline, pruned sweep and report into ``out_dir``; return non-zero if any job failed.
+
+    ``baseline``: an existing baseline job folder to prune from instead of training one.
+    """
     overrides = list(overrides or [])
     study = study_settings(preset, overrides)
     out = Path(out_dir or PROJECT_ROOT / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
-    base_dir = out / "baseline"
-    code = _run([f"experiment={preset}", "prune=none", "distill=off", f"hydra.run.dir={base_dir}", *overrides])
+    base_dir = Path(baseline) if baseline else out / "baseline"
+    code = 0 if baseline else _run(
+        [f"experiment={preset}", "prune=none", "distill=off", f"hydra.run.dir={base_dir}", *overrides]
+    )
     results = base_dir / "results.json"
     if code != 0 or not results.is_file():
         raise BlockpruneError(f"study: the baseline job failed (exit {code}); see {base_dir}. Nothing else was run.")
@@ -58,6 +65,6 @@ def run_study(preset: str, out_dir: str | Path | None = None, overrides: list[st
         "-m", f"experiment={preset}", "prune=block", f"prune.sparsity={sparsities}", f"distill={distill}",
         f"init_from={model_dir}", f"hydra.sweep.dir={out / 'pruned'}", *study.get("pruned_overrides", []), *overrides,
     ])
-    table = write_report([out], out)
+    table = write_report([out] + ([base_dir] if baseline else []), out)
     log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
     return sweep_code
