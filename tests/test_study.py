@@ -1,0 +1,93 @@
+"""A complete tiny study through `make table1`'s code path: baseline, six pruned jobs, report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from blockprune.main import CONFIG_DIR
+from blockprune.report import build_table
+from blockprune.study import run_study
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study")
+    code = run_study("table1_tiny", out, [f"paths.cache_dir={out / 'cache'}"])
+    assert code == 0
+    return out
+
+
+def test_study_table_has_seven_complete_rows(study):
+    table = build_table([study])
+    assert list(table["row"]) == ["baseline", "25% pruning", "50% pruning", "75% pruning",
+                                  "25% + KD", "50% + KD", "75% + KD"]
+    assert (table["status"] == "completed").all()
+    filled = ["params_M", "reduction_pct", "encoder_params_M", "speedup", "analytic_speedup", "latency_ms",
+              "accuracy", "macro_f1", "energy_kwh", "co2_kg"]
+    assert table[filled].notna().all().all()
+    pruned = table[table["row"] != "baseline"]
+    assert pruned["vocab_size"].notna().all() and (pruned["params_M"] < table["params_M"][0]).all()
+    # head pruning keeps 3/4, 1/2, 1/4 of the encoder FLOPs (the classifier head is not pruned)
+    assert list(pruned["analytic_speedup"]) == pytest.approx([4 / 3, 2.0, 4.0] * 2, rel=0.01)
+    md = (study / "table1.md").read_text()
+    assert md.count("\n| ") == 7 and "75% + KD" in md  # seven rows under the header
+    assert (study / "table1.csv").is_file()
+
+
+def test_plot_is_a_valid_png(study):
+    from matplotlib.image import imread
+
+    png = study / "accuracy_vs_speedup.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert imread(png).shape[0] > 100
+
+
+def test_every_job_has_an_offline_wandb_run_and_positive_carbon(study):
+    jobs = [study / "baseline", *sorted((study / "pruned").glob("[0-9]"))]
+    assert len(jobs) == 7
+    for job in jobs:
+        assert list((job / "wandb").glob("offline-run-*")), f"no W&B offline run in {job}"
+        carbon = json.loads((job / "results.json").read_text())["carbon"]
+        for stage in ("training", "inference"):
+            assert carbon[stage]["energy_kwh"] > 0 and carbon[stage]["emissions_kg"] > 0
+
+
+def test_distilled_jobs_logged_both_loss_parts(study):
+    results = [json.loads(p.read_text()) for p in (study / "pruned").glob("*/results.json")]
+    kd_jobs = [r for r in results if r["config"]["distill"]]
+    assert len(kd_jobs) == 3
+    for r in kd_jobs:
+        header = (Path(r["model_dir"]).parent / "csv" / "metrics.csv").read_text().splitlines()[0]
+        assert "train/kd_loss_epoch" in header and "train/ce_loss_epoch" in header
+
+
+def test_analysis_notebook_runs_on_the_study(study):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(CONFIG_DIR.parent / "notebooks" / "study_analysis.ipynb", as_version=4)
+    os.environ["BLOCKPRUNE_STUDY"] = str(study)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(CONFIG_DIR.parent / "notebooks")}}).execute()
+    finally:
+        del os.environ["BLOCKPRUNE_STUDY"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("75% + KD" in json.dumps(o) for o in outputs)
+
+
+def test_precision_flag_reaches_the_trainer(tmp_path):
+    from hydra.utils import instantiate
+
+    from test_train import make_cfg
+
+    cfg = make_cfg(tmp_path, ["trainer.precision=bf16-mixed"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert trainer.precision == "bf16-mixed"
