@@ -3,6 +3,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+PRESET ?= table1
+STUDY  ?=
 
 .PHONY: help install test test-all demo table1 report bench lint clean
 
@@ -23,6 +25,16 @@ test-all: $(STAMP)  ## every test, slow ones too
 
 demo: $(STAMP)  ## fine-tune e5-small-mr on MahaNews SHC on this CPU (~15 minutes)
 	$(PY) train.py experiment=demo $(ARGS)
+
+table1: $(STAMP)  ## the Table I study (PRESET=table1_cpu | table1_gpu | table1 for the paper's GPU setting)
+	$(PY) -m blockprune.cli table1 --preset $(PRESET) $(if $(STUDY),--out $(STUDY)) $(ARGS)
+
+report: $(STAMP)  ## table + plot from finished study folders: make report STUDY=outputs/table1/<stamp>
+	$(PY) -m blockprune.cli report $(STUDY)
+
+bench: $(STAMP)  ## benchmark a study's baseline against its compacted models: make bench STUDY=<study folder>
+	$(PY) -m blockprune.cli bench $(STUDY)/baseline $(sort $(wildcard $(STUDY)/pruned/[0-9]*)) \
+		--batch-sizes 1 32 --seq-lens 0 128 --out $(STUDY) $(ARGS)
 
 lint: $(STAMP)  ## byte-compile everything (cheap syntax check)
 	$(PY) -m compileall -q src tests

@@ -58,6 +58,11 @@ def test_every_job_has_an_offline_wandb_run_and_positive_carbon(study):
             assert carbon[stage]["energy_kwh"] > 0 and carbon[stage]["emissions_kg"] > 0
 
 
+def test_the_report_table_and_plot_are_logged_to_an_offline_wandb_run(study):
+    runs = list((study / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
 def test_distilled_jobs_logged_both_loss_parts(study):
     results = [json.loads(p.read_text()) for p in (study / "pruned").glob("*/results.json")]
     kd_jobs = [r for r in results if r["config"]["distill"]]

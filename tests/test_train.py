@@ -97,3 +97,14 @@ def test_pruned_run_compacts_and_reloads_with_the_same_logits(tmp_path):
     batch = tok(_texts(cfg), padding=True, return_tensors="pt")
     with torch.no_grad():
         assert model(**batch).logits.shape == (8, 12)
+
+
+def test_filled_stage_fine_tunes_the_compacted_model(tmp_path):
+    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.fill_epochs=1", "trainer.max_epochs=1"])
+    results = train(cfg)
+    assert results["pruning"]["fill_epochs"] == 1
+    assert results["compaction"]["max_abs_logit_diff"] <= 1e-4  # checked on an unfilled copy
+    assert results["params"]["encoder"] < results["dense"]["params"]["encoder"]
+    model = load_model(results["model_dir"])
+    assert model.config.blockprune_layout["intermediate_sizes"] == [128, 128]
+    assert 0.0 <= results["metrics_compacted"]["test/acc"] <= 1.0

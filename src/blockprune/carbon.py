@@ -36,11 +36,12 @@ class CarbonTracking(L.Callback):
 
     def _stop(self, task: str, pl_module: L.LightningModule) -> None:
         data = self._tracker.stop_task(task)
-        self.results[task] = {
-            "energy_kwh": float(data.energy_consumed),
-            "emissions_kg": float(data.emissions),
-            "duration_s": float(data.duration),
-        }
+        totals = self.results.setdefault(task, {"energy_kwh": 0.0, "emissions_kg": 0.0, "duration_s": 0.0})
+        if task == "inference":  # the last test pass is the saved model's
+            totals.update(energy_kwh=0.0, emissions_kg=0.0, duration_s=0.0)
+        totals["energy_kwh"] += float(data.energy_consumed)  # a filled stage is a second fit: add up
+        totals["emissions_kg"] += float(data.emissions)
+        totals["duration_s"] += float(data.duration)
         for logger in pl_module.loggers:
             logger.log_metrics({f"carbon/{task}_energy_kwh": float(data.energy_consumed),
                                 f"carbon/{task}_emissions_kg": float(data.emissions)})

@@ -196,7 +196,11 @@ def evaluate_texts(model, tokenizer, texts: list[str], labels: list[int], max_le
 
 
 def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, Any]:
-    """Bake masks, remove empty heads/neurons, prove equal logits, and re-test the compacted model."""
+    """Bake masks, remove empty heads/neurons, prove equal logits, and re-test the compacted model.
+
+    With ``prune.fill_epochs > 0`` the kept heads get their pruned blocks back and the compacted
+    model is fine-tuned for that many epochs (nn_pruning's "filled" stage) before the re-test.
+    """
     from blockprune.pruning import compact_model, sparsity_stats
 
     model = module.model.eval()
@@ -205,14 +209,24 @@ def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, A
     stats = sparsity_stats(model)
     with torch.no_grad():
         masked_logits = module(batch).float()
-    report = compact_model(model)
+    exact = copy.deepcopy(module) if pruning.fill_epochs else module
+    report = compact_model(exact.model)
     with torch.no_grad():
-        diff = (module(batch).float() - masked_logits).abs().max().item()
+        diff = (exact(batch).float() - masked_logits).abs().max().item()
     if diff > 1e-3:
         raise RuntimeError(f"compaction changed the logits by {diff:.2e}; this is a bug, please report it")
+    if pruning.fill_epochs:
+        del exact
+        compact_model(model, fill_heads=True)
+        module = ClassifierModule(model.train(), **cfg.module, distillation=module.distillation)
+        fill_callbacks = [cb for cb in trainer.callbacks if type(cb).__name__ in ("Distillation", "CarbonTracking")]
+        trainer = instantiate(cfg.trainer, max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
+                              logger=trainer.loggers or False, enable_checkpointing=False)
+        trainer.fit(module, datamodule=datamodule)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0] if cfg.test else {}
     return {
-        "pruning": {**stats, "target_sparsity": pruning.sparsity, "method": pruning.method},
+        "pruning": {**stats, "target_sparsity": pruning.sparsity, "method": pruning.method,
+                    "fill_epochs": pruning.fill_epochs},
         "compaction": {**report.to_dict(), "max_abs_logit_diff": diff},
         "metrics_compacted": test,
     }

@@ -160,3 +160,19 @@ def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame
     if len(failed):
         log.warning("report: %d job(s) did not complete: %s", len(failed), ", ".join(failed["row"]))
     return table
+
+
+def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path | None:
+    """Log the table (``wandb.Table``) and the plot to an offline W&B run of the study's group."""
+    try:
+        import wandb
+    except ImportError:
+        log.info("report: wandb is not installed; the table and plot are only on disk")
+        return None
+    out = Path(out_dir)
+    run = wandb.init(project="blockprune", group=group, name=f"{group}-report", job_type="report",
+                     dir=str(out), mode="offline", reinit="finish_previous")
+    run.log({"table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
+             "accuracy_vs_speedup": wandb.Image(str(out / "accuracy_vs_speedup.png"))})
+    run.finish()
+    return Path(run.dir)

@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from blockprune.errors import BlockpruneError
 from blockprune.main import CONFIG_DIR, PROJECT_ROOT
-from blockprune.report import write_report
+from blockprune.report import log_to_wandb, write_report
 
 log = logging.getLogger(__name__)
 
@@ -66,5 +66,6 @@ def run_study(
         f"init_from={model_dir}", f"hydra.sweep.dir={out / 'pruned'}", *study.get("pruned_overrides", []), *overrides,
     ])
     table = write_report([out] + ([base_dir] if baseline else []), out)
+    log_to_wandb(table, out, group=study.get("group", preset))
     log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
     return sweep_code

@@ -269,3 +269,17 @@ def test_sparsity_survives_a_state_dict_round_trip(tiny):
     _set_sparsity(tiny, 0.0)
     tiny.load_state_dict(state)
     assert torch.equal(tiny(**_inputs()).logits, expected)
+
+
+def test_fill_heads_restores_the_blocks_of_kept_heads(tiny):
+    BlockPruning(0.25).patch(tiny)
+    _kill_head(tiny, 0, 2)
+    _set_sparsity(tiny, 0.25)
+    layer = find_encoder_layers(tiny)[0]
+    with torch.no_grad():  # one extra dead block in a kept head: filled, it comes back
+        layer.attention.query.mask_scores[0, 0] = -2.0
+    query_weight = layer.attention.query.weight.detach().clone()
+    report = compact_model(tiny, fill_heads=True)
+    assert report.heads_kept[0] == [0, 1, 3]
+    kept_rows = torch.cat([torch.arange(h * 32, (h + 1) * 32) for h in (0, 1, 3)])
+    assert torch.equal(layer.attention.query.weight, query_weight[kept_rows])

@@ -39,6 +39,16 @@ def _baked(linear: nn.Module) -> nn.Linear:
     return linear.to_linear() if isinstance(linear, BlockMaskedLinear) else linear
 
 
+def _unmasked(linear: nn.Module, bias_from: nn.Linear) -> nn.Linear:
+    """The layer's dense weight (mask ignored) with the given layer's (possibly folded) bias."""
+    dense = nn.Linear(linear.in_features, linear.out_features, bias=bias_from.bias is not None)
+    with torch.no_grad():
+        dense.weight.copy_(linear.weight)
+        if bias_from.bias is not None:
+            dense.bias.copy_(bias_from.bias)
+    return dense.to(linear.weight.device, linear.weight.dtype)
+
+
 def _slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
     weight = linear.weight.detach()
     bias = linear.bias.detach() if linear.bias is not None else None
@@ -55,10 +65,10 @@ def _slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: tor
     return new
 
 
-def _compact_attention(layer: EncoderLayer) -> list[int]:
+def _compact_attention(layer: EncoderLayer, fill_heads: bool) -> list[int]:
     att = layer.attention
-    q, k, v = (_baked(getattr(att, n)) for n in ("query", "key", "value"))
-    o = _baked(layer.attention_output.dense)
+    originals = [getattr(att, n) for n in ("query", "key", "value")] + [layer.attention_output.dense]
+    q, k, v, o = (_baked(m) for m in originals)
     dh, n_heads = layer.head_dim, layer.num_heads
     v_rows = v.weight.detach().view(n_heads, dh, -1)
     o_cols = o.weight.detach().view(o.out_features, n_heads, dh)
@@ -73,6 +83,8 @@ def _compact_attention(layer: EncoderLayer) -> list[int]:
         for h in range(n_heads):
             if removable[h] and not o_dead[h] and v.bias is not None:
                 o.bias += o.weight[:, h * dh : (h + 1) * dh] @ v.bias[h * dh : (h + 1) * dh]
+    if fill_heads:  # kept heads get their blocks back (nn_pruning's "filled"); fine-tune afterwards
+        q, k, v, o = (_unmasked(m, baked) for m, baked in zip(originals, (q, k, v, o)))
     idx = torch.tensor([h * dh + i for h in kept for i in range(dh)], dtype=torch.long, device=q.weight.device)
     att.query, att.key, att.value = (_slice_linear(m, rows=idx) for m in (q, k, v))
     layer.attention_output.dense = _slice_linear(o, cols=idx)
@@ -96,16 +108,18 @@ def _compact_ffn(layer: EncoderLayer) -> int:
     return int(keep.numel())
 
 
-def compact_model(model: nn.Module) -> CompactionReport:
+def compact_model(model: nn.Module, fill_heads: bool = False) -> CompactionReport:
     """Turn a (masked or dense) model into a smaller dense one, in place, and record its layout.
 
     The per-layer layout goes into ``model.config`` so that ``blockprune.load_model`` can
     rebuild the shapes; plain transformers cannot, since its config has one width for all layers.
+    ``fill_heads`` keeps the kept heads' masked blocks (the model then differs from the masked
+    one and needs a short fine-tune); without it the logits are unchanged.
     """
     layers = find_encoder_layers(model)
     heads_total = sum(layer.num_heads for layer in layers)
     ffn_total = sum(layer.intermediate.dense.out_features for layer in layers)
-    heads_kept = [_compact_attention(layer) for layer in layers]
+    heads_kept = [_compact_attention(layer, fill_heads) for layer in layers]
     ffn_kept = [_compact_ffn(layer) for layer in layers]
     setattr(
         model.config,
