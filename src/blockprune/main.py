@@ -127,7 +127,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     results["wall_time_s"] = round(time.time() - start, 1)
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_json(out_dir / "results.json", results)
-    log.info("test accuracy %.4f; model: %s; results: %s", results["metrics"].get("test/acc", float("nan")),
+    final = results.get("metrics_final") or results.get("metrics_compacted") or results["metrics"]
+    log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),
              results.get("model_dir"), out_dir / "results.json")
     return results
 
