@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from safetensors.torch import load_file
@@ -27,21 +30,60 @@ log = logging.getLogger(__name__)
 LAYOUT_KEY = "blockprune_layout"
 
 
+@functools.lru_cache(maxsize=None)
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached (a 3 s TCP probe), or None when it can."""
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=3).close()
+    except OSError as err:
+        return f"{url.hostname}: {err}"
+    return None
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_kwargs(name_or_path: str) -> dict[str, bool]:
+    """``local_files_only=True`` for a hub id when the hub is unreachable, else nothing.
+
+    Offline, huggingface_hub retries each request with backoff before it falls back to its
+    cache (47 s for one tokenizer on a machine without DNS); with this a hub id loads from the
+    cache at once or fails in seconds. Skipped for
+    local folders, with HF_HUB_OFFLINE=1 (already offline) and behind a proxy (a direct probe
+    would not tell).
+    """
+    proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    if Path(name_or_path).exists() or _hf_offline() or proxied:
+        return {}
+    reason = _hub_unreachable()
+    if reason is None:
+        return {}
+    log.warning("Hugging Face hub unreachable (%s); loading %s from the local cache only.", reason, name_or_path)
+    return {"local_files_only": True}
+
+
 def _hub_error(name_or_path: str, err: Exception) -> BlockpruneError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = _hf_offline()
+    unreachable = None if offline or Path(name_or_path).exists() else _hub_unreachable()
     return BlockpruneError(
         f"Could not load model '{name_or_path}': {type(err).__name__}: {err}\n"
         f"It is not a local folder, so it was looked up on the Hugging Face hub"
-        f"{' (HF_HUB_OFFLINE=1 is set)' if offline else ''}. Fix: on a machine with internet run "
-        f"`hf download {name_or_path}` (it lands in the transformers cache), or set "
-        f"model.name_or_path=<local folder with config.json and weights>."
+        f"{' (HF_HUB_OFFLINE=1 is set)' if offline else ''}"
+        f"{f' (unreachable: {unreachable}) and in the local cache' if unreachable else ''}. "
+        f"Fix: on a machine with internet run `hf download {name_or_path}` (it lands in the Hugging Face "
+        "cache; copy that cache or set HF_HOME here), or set model.tokenizer=<local folder with config.json, "
+        "weights and tokenizer files> (model.net.name_or_path follows it)."
     )
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """Load a fast tokenizer from a local folder or a hub id, with a clear error offline."""
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        return AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs(name_or_path))
     except (OSError, ValueError) as err:
         raise _hub_error(name_or_path, err) from err
 
@@ -68,8 +110,9 @@ def load_classifier(
                 f"but the data has {sorted(label2id)}. Use a dense model as starting point for new labels."
             )
         return model
+    hub = hub_kwargs(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **hub)
     except (OSError, ValueError) as err:
         raise _hub_error(name_or_path, err) from err
     same_labels = getattr(config, "label2id", None) == label2id
@@ -83,6 +126,7 @@ def load_classifier(
         dtype=torch.float32,
         ignore_mismatched_sizes=not same_labels,
         trust_remote_code=trust_remote_code,
+        **hub,
     )
 
 

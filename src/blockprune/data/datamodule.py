@@ -19,6 +19,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from blockprune.atomic import write_json
+from blockprune.data import download
 from blockprune.data.quality import QualityReport, clean_records, resolve_policy
 from blockprune.data.reading import read_records
 from blockprune.data.splits import SPLITS, check_splits, split_records
@@ -88,15 +89,19 @@ class TextClassificationDataModule(LightningDataModule):
     Args mirror the ``data`` config group; see ``conf/data``. ``limit`` caps rows per split
     (a seeded, label-proportional sample) for quick runs; ``label2id`` is still built from
     the full training split so the model's output size does not depend on it.
+
+    Each of ``file``/``train_file``/``val_file``/``test_file`` is a local path (used as is) or
+    a remote spec ``{url: ..., sha256: ...}``, downloaded once into ``download_dir`` and
+    verified (``blockprune.data.download``) when the data is first prepared.
     """
 
     def __init__(
         self,
         tokenizer: str,
-        file: str | None = None,
-        train_file: str | None = None,
-        val_file: str | None = None,
-        test_file: str | None = None,
+        file: str | Mapping[str, Any] | None = None,
+        train_file: str | Mapping[str, Any] | None = None,
+        val_file: str | Mapping[str, Any] | None = None,
+        test_file: str | Mapping[str, Any] | None = None,
         text_column: str = "Text",
         label_column: str = "Label",
         split: Sequence[float] = (0.8, 0.1, 0.1),
@@ -109,11 +114,13 @@ class TextClassificationDataModule(LightningDataModule):
         limit: Mapping[str, int] | None = None,
         output_dir: str | None = None,
         cache_dir: str | None = None,
+        download_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer_name = str(tokenizer)
-        self.file = file
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.file = _plain(file)
+        self.files = {"train": _plain(train_file), "val": _plain(val_file), "test": _plain(test_file)}
+        self.download_dir = download_dir
         self.text_column = text_column
         self.label_column = label_column
         self.split_fractions = [float(x) for x in _plain(split)]
@@ -152,6 +159,22 @@ class TextClassificationDataModule(LightningDataModule):
                 raise ConfigError(f"data.limit.{key}: unknown split; use keys {list(SPLITS)}.")
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"data.limit.{key}: must be a positive integer or null, got {value!r}.")
+        # remote specs ({url, sha256}) are checked here, before any network use
+        self.remote = {
+            key: download.check_spec(f"data.{key}", value) for key, value in self._file_keys() if download.is_remote(value)
+        }
+
+    def _file_keys(self) -> list[tuple[str, Any]]:
+        return [("file", self.file)] + [(f"{s}_file", self.files[s]) for s in SPLITS]
+
+    def _download(self) -> None:
+        """Replace remote specs by the local paths of their verified downloads (plain paths stay)."""
+        for key, spec in self.remote.items():
+            path = str(download.fetch(**spec, cache_dir=self.download_dir or download.DEFAULT_CACHE, key=f"data.{key}"))
+            if key == "file":
+                self.file = path
+            else:
+                self.files[key.removesuffix("_file")] = path
 
     @property
     def tokenizer(self) -> Any:
@@ -159,8 +182,10 @@ class TextClassificationDataModule(LightningDataModule):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
+            from blockprune.models import hub_kwargs
+
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name, **hub_kwargs(self.tokenizer_name))
             except (OSError, ValueError) as err:
                 raise ConfigError(
                     f"data.tokenizer: cannot load {self.tokenizer_name!r} ({err}). "
@@ -296,6 +321,7 @@ class TextClassificationDataModule(LightningDataModule):
         if self._prepared:
             return
         tok = self.tokenizer  # checks data.tokenizer and data.max_length first
+        self._download()
         splits, quality, leakage, reports = self._read_and_split()
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
@@ -313,6 +339,7 @@ class TextClassificationDataModule(LightningDataModule):
             "max_length": self.max_length,
             "seed": self.seed,
             "source": {"file": self.file} if self.file else {"files": self.files},
+            "remote": self.remote or None,
             "split_fractions": self.split_fractions if self.file else None,
             "quality_policy": self.quality,
             "quality": quality,
