@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -24,6 +26,12 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_student = nn.functional.log_softmax(student_logits.float() / t, dim=-1)
     log_p_teacher = nn.functional.log_softmax(teacher_logits.float() / t, dim=-1)
     return nn.functional.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * t * t
+
+
+@torch.no_grad()
+def teacher_fingerprint(model: nn.Module) -> float:
+    """Sum of absolute parameter values, in float64: tells a different teacher from the same one."""
+    return float(sum(p.detach().double().abs().sum() for p in model.parameters()))
 
 
 class Distillation(L.Callback):
@@ -49,6 +57,7 @@ class Distillation(L.Callback):
         self.temperature = temperature
         self.alpha = alpha
         self.teacher: nn.Module | None = None
+        self.fingerprint: float | None = None
 
     def load_teacher(self, student: nn.Module) -> nn.Module:
         """Load and freeze the teacher; refuse one whose labels or vocabulary differ from the student's."""
@@ -74,6 +83,7 @@ class Distillation(L.Callback):
                 f"student {student.config.vocab_size}: they need the same tokenizer."
             )
         teacher.eval().requires_grad_(False)
+        self.fingerprint = teacher_fingerprint(teacher)
         return teacher
 
     def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -88,6 +98,20 @@ class Distillation(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.teacher.to(pl_module.device)
+
+    # A checkpoint records which teacher it was distilled from; a resumed job must use the same.
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher_path, "fingerprint": self.fingerprint}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("fingerprint") is not None and self.fingerprint is not None and not math.isclose(
+            state["fingerprint"], self.fingerprint, rel_tol=1e-9
+        ):
+            raise ConfigError(
+                f"the checkpoint was distilled from the teacher {state['teacher']!r}, and the teacher "
+                f"{self.teacher_path!r} loaded now has different weights. Resume with the original teacher, or "
+                "start over with resume=false."
+            )
 
     @torch.no_grad()
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:

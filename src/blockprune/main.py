@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from blockprune.callbacks import LastCheckpoint
 from blockprune.carbon import CarbonTracking
 from blockprune.atomic import atomic_path, write_json
 from blockprune.errors import BlockpruneError, ConfigError
@@ -27,6 +28,7 @@ from blockprune.benchmark import benchmark_models
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.models import load_classifier, model_max_length
 from blockprune.module import ClassifierModule
+from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
 
 log = logging.getLogger("blockprune")
 
@@ -41,7 +43,14 @@ def default_precision() -> str:
     return "32"
 
 
+def default_deterministic() -> bool:
+    """Deterministic algorithms where they are free: on CPU (measured: no slower, e5-small-mr
+    training step and forward pass); off on GPU, where some kernels are slower or refuse."""
+    return not torch.cuda.is_available()
+
+
 OmegaConf.register_new_resolver("blockprune_root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver("blockprune_deterministic", default_deterministic, replace=True)
 OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
 
 
@@ -57,8 +66,9 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Seed; build data, model, pruning, callbacks, loggers, trainer; fit; test the best weights;
-    compact; save; write results.json. Returns the results."""
+    """Seed; build data, model, pruning, callbacks, loggers, trainer; fit (continuing from
+    ``checkpoints/last.ckpt`` when a killed job left one, see ``resume``); test the best
+    weights; compact; save; write results.json. Returns the results."""
     start = time.time()
     out_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
@@ -84,15 +94,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     distillation = instantiate(cfg.distill) if cfg.get("distill") else None
 
     module = ClassifierModule(model, **cfg.module, distillation=distillation)
-    extra = [cb for cb in (pruning, distillation) if cb is not None]
+    resumable = ResumableTraining(config=_training_config(cfg))
+    extra = [cb for cb in (pruning, distillation, resumable) if cb is not None]
     callbacks = _instantiate_group(cfg.get("callbacks")) + extra
+    callbacks.sort(key=lambda cb: isinstance(cb, LastCheckpoint))  # saves after the others updated their state
+    last = next((cb for cb in callbacks if isinstance(cb, LastCheckpoint)), None)
+    ckpt_path = find_checkpoint(cfg.get("resume", "auto"), last.last_path.parent if last else None)
     loggers = _instantiate_group(cfg.get("logger"))
+    csv_history = CsvHistory(loggers)
+    if ckpt_path is not None:
+        log.info("resuming from %s", ckpt_path)
+        csv_history.set_aside()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # The training loader is wrapped so that a resumed job sees the batches in the same order.
+    trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
+                val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
+    best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
+    best = best_cb.best_model_path if best_cb is not None else ""
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
     test = trainer.test(module, datamodule=datamodule, verbose=True)[0] if cfg.test else {}
 
@@ -124,6 +145,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if carbon is not None:
         results["carbon"] = carbon.results
     results["data"] = datamodule.report
+    csv_history.merge()  # last: the loggers write no more rows
     results["wall_time_s"] = round(time.time() - start, 1)
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_json(out_dir / "results.json", results)
@@ -131,6 +153,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),
              results.get("model_dir"), out_dir / "results.json")
     return results
+
+
+def _training_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus what does not shape training (paths, resume), to tell a
+    resumed job whose command differs from the killed one's."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("paths", "resume", "hydra"):
+        config.pop(key, None)
+    return config
 
 
 def measure_speedup(model, dense_reference, seq_len: int, bench: DictConfig) -> dict[str, Any]:
