@@ -96,3 +96,16 @@ def test_precision_flag_reaches_the_trainer(tmp_path):
     cfg = make_cfg(tmp_path, ["trainer.precision=bf16-mixed"])
     trainer = instantiate(cfg.trainer, logger=False)
     assert trainer.precision == "bf16-mixed"
+
+
+def test_cli_report_and_bench_read_the_study(study, tmp_path, capsys):
+    from blockprune.cli import main
+
+    assert main(["report", str(study), "--out", str(tmp_path)]) == 0
+    assert "75% + KD" in capsys.readouterr().out and (tmp_path / "table1.md").is_file()
+    assert main(["bench", str(study / "baseline"), str(study / "pruned" / "4"), "--batch-sizes", "1",
+                 "--seq-lens", "0", "--typical-seq-len", "16", "--warmup", "1", "--repeats", "2",
+                 "--out", str(tmp_path)]) == 0
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert set(bench["cells"][0]["results"]) == {"baseline", "75% pruning"}
+    assert main(["bench", str(tmp_path / "missing"), str(study / "baseline")]) == 2

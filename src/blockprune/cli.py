@@ -15,11 +15,16 @@ log = logging.getLogger("blockprune")
 
 def _model_dirs(paths: list[str]) -> dict[str, Path]:
     """Model folders by a short name; a job folder (with results.json) stands for its saved model."""
+    from blockprune.report import row_name
+
     out: dict[str, Path] = {}
     for p in map(Path, paths):
         results = p / "results.json"
-        model_dir = Path(json.loads(results.read_text())["model_dir"]) if results.is_file() else p
-        name = p.name if p.name != "model" else p.parent.name
+        if results.is_file():
+            r = json.loads(results.read_text())
+            name, model_dir = row_name(r), Path(r["model_dir"])
+        else:
+            name, model_dir = (p.name if p.name != "model" else p.parent.name), p
         out[name if name not in out else str(p)] = model_dir
     return out
 
