@@ -19,7 +19,8 @@ from blockprune.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "speedup", "analytic_speedup",
+    "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "embedding_params_M",
+    "heldout_unk_pct", "speedup", "analytic_speedup",
     "latency_ms", "accuracy", "macro_f1", "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
 ]
 
@@ -62,6 +63,8 @@ def job_row(job: Path) -> dict[str, Any]:
         params_M=r["params"]["total"] / 1e6,
         encoder_params_M=r["params"]["encoder"] / 1e6,
         vocab_size=r.get("vocab", {}).get("vocab_size_after"),
+        embedding_params_M=r["params"]["word_embeddings"] / 1e6,
+        heldout_unk_pct=100 * r["vocab"]["heldout_unk_rate"] if "vocab" in r else None,
         speedup=speed.get("speedup", 1.0 if not r.get("pruning") else None),  # the dense model is the 1.0 reference
         analytic_speedup=r["dense"]["flops_per_token"] / r["flops_per_token"],
         latency_ms=speed.get("latency_ms"),
@@ -103,13 +106,14 @@ def _pct(name: str) -> float:
 
 def to_markdown(table: pd.DataFrame) -> str:
     headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "accuracy", "macro-F1",
-               "encoder (M)", "vocab", "energy (kWh)", "CO2 (kg)", "status"]
+               "encoder (M)", "embeddings (M)", "vocab", "held-out UNK", "energy (kWh)", "CO2 (kg)", "status"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, r in table.iterrows():
         cells = [
             r["row"], _f(r["params_M"], ".2f"), _f(r["reduction_pct"], ".1f", "%"), _f(r["speedup"], ".2f", "x"),
             _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _f(r["accuracy"], ".2f"),
-            _f(r["macro_f1"], ".2f"), _f(r["encoder_params_M"], ".2f"), _f(r["vocab_size"], ".0f"),
+            _f(r["macro_f1"], ".2f"), _f(r["encoder_params_M"], ".2f"), _f(r["embedding_params_M"], ".2f"),
+            _f(r["vocab_size"], ".0f"), _f(r["heldout_unk_pct"], ".2f", "%"),
             _f(r["energy_kwh"], ".2e"), _f(r["co2_kg"], ".2e"), r["status"] if r["status"] == "completed" else f"**{r['status']}**",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
