@@ -18,7 +18,7 @@ from blockprune.benchmark import (  # noqa: E402
     to_markdown,
     training_step_overhead,
 )
-from blockprune.errors import BlockpruneError, ConfigError  # noqa: E402
+from blockprune.errors import ConfigError  # noqa: E402
 
 STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "q1_ms", "q3_ms", "iqr_ms", "repeats")
 RESULT_FIELDS = STAT_FIELDS + (

@@ -124,7 +124,7 @@ def test_sigmoid_threshold_penalty_and_mask(tiny):
 def _kill_head(model, layer_idx: int, head: int, keep_one_block: bool = False) -> None:
     """Zero the scores of every block of one head (all four matrices) and make them lose the top-k."""
     layer = find_encoder_layers(model)[layer_idx]
-    dh = layer.head_dim  # 32 = block size, so head h is block row h of Q/K/V and block column h of O
+    assert layer.head_dim == 32  # = block size, so head h is block row h of Q/K/V and block column h of O
     with torch.no_grad():
         for lin in masked_layers(model):
             lin.mask_scores.fill_(1.0)
