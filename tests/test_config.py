@@ -41,7 +41,7 @@ def test_every_group_option_composes_and_resolves(group, option):
 
 def test_defaults_are_the_dense_baseline_without_distillation():
     cfg = _compose([])
-    assert not cfg.prune and not cfg.distill
+    assert cfg.prune.sparsity == 0 and "_target_" not in cfg.prune and not cfg.distill
     assert cfg.model.net.name_or_path.endswith("models/e5-small-mr")
     assert Path(cfg.data.file).name == "SHC_Valid.csv"
 
@@ -65,3 +65,17 @@ def test_print_config_command(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout
     assert "sparsity: 0.5" in out and "_target_: blockprune.pruning.BlockPruning" in out
+
+
+def test_a_sparsity_on_the_default_prune_group_means_block_pruning():
+    from blockprune.main import build_pruning
+    from blockprune.pruning import BlockPruning
+
+    assert build_pruning(_compose([]).prune) is None
+    pruning = build_pruning(_compose(["prune.sparsity=0.25"]).prune)
+    assert isinstance(pruning, BlockPruning) and pruning.sparsity == 0.25 and pruning.attention_block == (32, 32)
+
+
+def test_the_teacher_defaults_to_the_model_the_job_starts_from():
+    assert _compose(["distill=on"]).distill.teacher.endswith("models/e5-small-mr")
+    assert _compose(["distill=on", "init_from=/some/baseline"]).distill.teacher == "/some/baseline"

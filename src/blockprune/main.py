@@ -52,6 +52,9 @@ def default_deterministic() -> bool:
 OmegaConf.register_new_resolver("blockprune_root", lambda: str(PROJECT_ROOT), replace=True)
 OmegaConf.register_new_resolver("blockprune_deterministic", default_deterministic, replace=True)
 OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
+OmegaConf.register_new_resolver(
+    "blockprune_first", lambda *values: next((v for v in values if v not in (None, "None", "")), None), replace=True
+)
 
 
 def typical_length(datamodule) -> int:
@@ -59,6 +62,19 @@ def typical_length(datamodule) -> int:
     training texts' token counts, capped at max_length. FLOPs and speed are quoted at it."""
     stats = datamodule.report["tokens"]["train"]
     return int(min(datamodule.max_length, math.ceil(stats["p95"])))
+
+
+def build_pruning(prune: DictConfig | None):
+    """The pruning callback, or None for the dense baseline.
+
+    ``prune=none`` with a sparsity above 0 (the everyday ``python train.py -m
+    prune.sparsity=0.25,0.5,0.75``) means block pruning with ``conf/prune/block.yaml``'s settings.
+    """
+    if not prune or ("_target_" not in prune and not prune.get("sparsity")):
+        return None
+    if "_target_" not in prune:
+        prune = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "prune" / "block.yaml"), prune)
+    return instantiate(prune)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -86,7 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     seq_len = typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
-    pruning = instantiate(cfg.prune) if cfg.get("prune") else None
+    pruning = build_pruning(cfg.get("prune"))
     dense_reference = copy.deepcopy(model).eval() if pruning is not None and cfg.bench.enabled else None
     if pruning is not None:
         pruning.patch(model)

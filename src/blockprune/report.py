@@ -39,7 +39,7 @@ def find_jobs(folders: list[str | Path]) -> list[Path]:
 def row_name(results: dict[str, Any]) -> str:
     cfg = results.get("config", {})
     prune, distill = cfg.get("prune") or {}, cfg.get("distill") or {}
-    if not prune:
+    if not prune.get("sparsity"):
         return "baseline" if not distill else "baseline + KD"
     name = f"{round(100 * prune['sparsity'])}% pruning"
     return name.replace(" pruning", " + KD") if distill else name
