@@ -59,12 +59,20 @@ class ClassifierModule(L.LightningModule):
             losses = self.distillation.loss(logits, batch[TEACHER_LOGITS], batch["labels"])
         else:
             losses = {"loss": nn.functional.cross_entropy(logits, batch["labels"])}
-        penalties = [m.regularization_loss() for m in self.model.modules() if hasattr(m, "regularization_loss")]
+        penalties = [m.regularization_loss() for m in self._regularized()]
         if penalties:
             losses["prune_reg"] = torch.stack(penalties).sum()
             losses["loss"] = losses["loss"] + losses["prune_reg"]
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True)
         return losses["loss"]
+
+    def _regularized(self) -> list[nn.Module]:
+        """Modules that add a penalty to the loss (soft movement pruning), found once per model."""
+        if getattr(self, "_regularized_key", None) != id(self.model):  # an id, not the module: no submodule
+            self._regularized_key = id(self.model)
+            self._regularized_modules = [m for m in self.model.modules() if hasattr(m, "regularization_loss")
+                                         and not getattr(getattr(m, "binarizer", None), "name", "") == "topk"]
+        return self._regularized_modules
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
         logits = self(batch)
