@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from blockprune.atomic import write_json
+from blockprune.models import model_max_length
 from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.flops import count_parameters, encoder_layout, flops_per_token
 
@@ -163,10 +164,7 @@ def _max_positions(model: nn.Module) -> int | None:
     config = getattr(src, "config", None)
     if config is None or getattr(config, "max_position_embeddings", None) is None:
         return None
-    offset = 0
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"):
-        offset = (config.pad_token_id or 0) + 1
-    return int(config.max_position_embeddings) - offset
+    return model_max_length(src)
 
 
 def _normalise_dtype(name: str) -> str:

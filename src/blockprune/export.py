@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from blockprune.atomic import atomic_path
+from blockprune.models import model_max_length
 from blockprune.errors import BlockpruneError, ConfigError
 
 #: Max abs logit difference accepted between PyTorch and onnxruntime in float32.
@@ -76,10 +77,7 @@ def _uses_token_type_ids(model: nn.Module, tokenizer: Any | None) -> bool:
 
 def _max_len(model: nn.Module) -> int:
     config = getattr(model, "config", None)
-    n = getattr(config, "max_position_embeddings", None) or 512
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        n -= (config.pad_token_id or 0) + 1
-    return int(n)
+    return model_max_length(model) if getattr(config, "max_position_embeddings", None) else 512
 
 
 def _vocab(model: nn.Module) -> int:

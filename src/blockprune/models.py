@@ -162,8 +162,9 @@ def build_tiny_classifier(
 def model_max_length(model: PreTrainedModel) -> int:
     """Longest input the model's position embeddings allow (RoBERTa-style offsets included)."""
     cfg = model.config
-    offset = cfg.pad_token_id + 1 if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
-    return cfg.max_position_embeddings - offset
+    roberta_like = getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert")
+    offset = (cfg.pad_token_id or 0) + 1 if roberta_like else 0
+    return int(cfg.max_position_embeddings) - offset
 
 
 def load_model(path: str | os.PathLike) -> PreTrainedModel:
