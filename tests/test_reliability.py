@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from blockprune.main import PROJECT_ROOT
+import lightning as L
+import pytest
+from hydra.utils import instantiate
+
+from blockprune.errors import ConfigError, DataError
+from blockprune.main import PROJECT_ROOT, train
 from blockprune.report import build_table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from jobs import make_cfg  # noqa: E402
 
 TINY = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
         "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}"]
@@ -32,12 +41,221 @@ def test_bad_input_exits_non_zero_with_the_fix_and_writes_nothing(tmp_path):
 
 
 def test_one_failed_job_does_not_take_the_sweep_down(tmp_path):
+    """1 failing job of 7 (the 4th): the other 6 finish with their results and models."""
     sweep = tmp_path / "sweep"
-    proc = _train(["prune=block", "prune.sparsity=0.5,1.5", f"hydra.sweep.dir={sweep}"], tmp_path, flags=("-m",))
+    sparsities = ["0.1", "0.2", "0.3", "1.5", "0.4", "0.5", "0.6"]
+    proc = _train(["prune=block", f"prune.sparsity={','.join(sparsities)}", f"hydra.sweep.dir={sweep}"], tmp_path,
+                  flags=("-m",))
     assert proc.returncode != 0  # the sweep reports the failure at the end
-    good = json.loads((sweep / "0" / "results.json").read_text())
-    bad = json.loads((sweep / "1" / "results.json").read_text())
-    assert good["status"] == "completed" and (sweep / "0" / "model" / "model.safetensors").is_file()
-    assert bad["status"] == "failed" and "prune.sparsity=1.5" in bad["error"]
+    results = [json.loads((sweep / str(i) / "results.json").read_text()) for i in range(7)]
+    assert [r["status"] for r in results] == ["completed"] * 3 + ["failed"] + ["completed"] * 3
+    assert "prune.sparsity=1.5" in results[3]["error"]
+    for i in (0, 1, 2, 4, 5, 6):
+        assert (sweep / str(i) / "model" / "model.safetensors").is_file()
+        assert results[i]["pruning"]["target_sparsity"] == float(sparsities[i])
     table = build_table([sweep])
-    assert list(table["status"]) == ["completed", "failed"]
+    assert list(table["status"]).count("completed") == 6 and list(table["status"]).count("failed") == 1
+
+
+# --- Early validation: every class of bad config or bad input fails before training, with a
+# message naming the key (or file) and what is allowed, and leaves no output behind.
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory, e5_dir):
+    """Two saved classifiers a user could wrongly name as teacher: other labels; other vocabulary."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("teachers")
+    datamodule = instantiate(make_cfg(out / "probe", []).data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    labels = {"id2label": datamodule.id2label, "label2id": datamodule.label2id}
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    other_labels = BertConfig(vocab_size=len(datamodule.tokenizer), num_labels=3, **small)
+    other_vocab = BertConfig(vocab_size=1000, num_labels=datamodule.num_labels, **labels, **small)
+    paths = {}
+    for name, config in (("other_labels", other_labels), ("other_vocab", other_vocab)):
+        BertForSequenceClassification(config).save_pretrained(out / name)
+        paths[name] = out / name
+    return paths
+
+
+CATALOGUE = {  # case: (overrides, exception, words the message must contain)
+    "sparsity outside [0,1)": (["prune=block", "prune.sparsity=1.5"], ConfigError, ["prune.sparsity=1.5", "[0, 1)"]),
+    "unknown pruning method": (["prune=block", "prune.method=magnitude"], ConfigError, ["prune.method", "topk"]),
+    "block shape not dividing a layer": (["prune=block", "prune.sparsity=0.5", "prune.attention_block=[48,48]"],
+                                         ConfigError, ["attention_block", "48"]),
+    "teacher with other labels": (["distill=on", "distill.teacher={other_labels}"], ConfigError,
+                                  ["distill.teacher", "labels"]),
+    "teacher with another tokenizer": (["distill=on", "distill.teacher={other_vocab}"], ConfigError,
+                                       ["distill.teacher", "vocabulary", "tokenizer"]),
+    "distillation without a teacher": (["distill=on"], ConfigError, ["distill.teacher", "init_from"]),
+    "distillation temperature <= 0": (["distill=on", "distill.teacher={other_vocab}", "distill.temperature=0"],
+                                      ConfigError, ["distill.temperature=0", "> 0"]),
+    "fp16 precision on a CPU": (["trainer.precision=16-mixed"], ConfigError, ["trainer.precision=16-mixed", "bf16-mixed"]),
+    "unknown precision": (["trainer.precision=fp8"], ConfigError, ["trainer.precision=fp8", "Allowed here"]),
+    "GPU accelerator without a GPU": (["trainer.accelerator=gpu"], ConfigError, ["trainer.accelerator=gpu", "trainer=cpu"]),
+    "missing data file": (["data.file=/nonexistent/news.csv"], DataError, ["/nonexistent/news.csv", "not found"]),
+    "missing text column": (["data.text_column=Headline"], DataError, ["Headline", "data.text_column"]),
+    "missing init_from folder": (["init_from=/nonexistent/model"], ConfigError, ["init_from=/nonexistent/model"]),
+    "max_length beyond the model": (["data.max_length=100000"], ConfigError, ["data.max_length=100000", "512"]),
+    "resume=true without a checkpoint": (["resume=true"], ConfigError, ["resume=true", "last.ckpt"]),
+    "unknown data-quality policy": (["data.quality.duplicates=maybe"], ConfigError, ["data.quality.duplicates", "drop"]),
+    "negative learning rate": (["module.lr=-1"], ConfigError, ["module.lr=-1", "> 0"]),
+    "unsupported benchmark dtype": (["bench.dtype=float8"], ConfigError, ["bench.dtype", "float32"]),
+    "missing vocabulary corpus": (["vocab.trim=true", "vocab.extra_corpora=[/nonexistent/corpus.csv]"],
+                                  ConfigError, ["vocab.extra_corpora", "/nonexistent/corpus.csv"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_bad_config_fails_before_training_naming_the_key_and_writes_nothing(case, teachers, tmp_path, monkeypatch):
+    overrides, error, words = CATALOGUE[case]
+    overrides = [o.format(**teachers) for o in overrides]
+    out = tmp_path / "run"
+    cfg = make_cfg(out, overrides)
+    fitted = []
+    monkeypatch.setattr(L.Trainer, "fit", lambda *a, **k: fitted.append(1))
+    with pytest.raises(error) as info:
+        train(cfg)
+    for word in words:
+        assert word in str(info.value), f"{case}: {word!r} missing from: {info.value}"
+    assert not fitted
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if "cache" not in p.parts) if out.exists() else []
+    assert not written, f"{case}: left output behind: {written}"
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["prune=magnitude"], ["prune/magnitude", "block", "none"]),  # unknown group option
+    (["module.lrr=1e-4"], ["module.lrr"]),  # misspelt key
+    (["trainer=tpu"], ["trainer/tpu", "cpu"]),
+])
+def test_unknown_options_and_keys_are_refused_by_hydra_listing_what_exists(overrides, words, tmp_path):
+    from hydra.errors import HydraException
+
+    with pytest.raises(HydraException) as info:
+        make_cfg(tmp_path, overrides)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_precision_a_gpu_cannot_do_is_refused(monkeypatch):
+    import torch
+
+    from blockprune.validation import check_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    check_precision("16-mixed", "gpu")
+    with pytest.raises(ConfigError, match=r"bf16-mixed cannot run on this GPU \(Tesla V100\)"):
+        check_precision("bf16-mixed", "gpu")
+
+
+def test_no_token_or_api_key_appears_in_any_file_a_job_writes(tmp_path):
+    """A token given in the config and keys in the environment: none reaches results.json, the
+    checkpoints, the CSV/W&B logs or Hydra's saved configs (all files are searched as bytes)."""
+    config_token, env_token, env_key = "hf_" + "Cfg" * 12, "hf_" + "Env" * 12, "0123456789abcdef" * 3
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "HF_TOKEN": env_token, "WANDB_API_KEY": env_key, "WANDB_MODE": "offline"}
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, "logger=default",
+         f"paths.cache_dir={tmp_path / 'cache'}", f"+model.hub_token={config_token}", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [p for p in sweep.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"results.json", "config.yaml", "overrides.yaml", "multirun.yaml", "last.ckpt", "metrics.csv"} <= names
+    assert any("wandb" in p.parts for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in (config_token, env_token, env_key):
+            assert secret.encode() not in data, f"{secret[:6]}... found in {path}"
+    results = json.loads((sweep / "0" / "results.json").read_text())
+    assert results["config"]["model"]["hub_token"] == "***"
+    assert "+model.hub_token=***" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+
+
+# --- Atomic outputs and odd inputs
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    import torch
+
+    from blockprune.atomic import AtomicCheckpointIO, remove_stale_temporaries
+
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def killed_mid_write(obj, f, *args, **kwargs):
+        f.write(before[: len(before) // 2])
+        raise KeyboardInterrupt  # what a preemption signal does to the writer
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    assert io.load_checkpoint(path)["global_step"] == 1
+    (path.parent / ".last.ckpt.x1.tmp").mkdir()  # what a SIGKILL mid-write leaves; a resume removes it
+    remove_stale_temporaries(path.parent)
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_the_trainer_writes_checkpoints_with_the_atomic_writer(tmp_path):
+    from blockprune.atomic import AtomicCheckpointIO
+    from blockprune.main import build
+
+    trainer = build(make_cfg(tmp_path, []).trainer, logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+ODD_TEXTS = {
+    "emoji only": "😀🎉🔥",
+    "punctuation only": "!!! ??? ...",
+    "whitespace only": " \t  ",
+    "mixed Devanagari and Latin": "मुंबई इंडियन्स IPL 2024 अंतिम सामना",
+    "mixed Arabic and Devanagari": "مرحبا नमस्ते मित्रांनो",
+    "far beyond max_length": "शब्द " * 12000,
+    "quoted newline": "पहिली ओळ\nदुसरी ओळ",
+    "zero-width joiner": "क्\u200dष राज्य सरकार",
+    "Cyrillic (not mojibake)": "Привет мир",
+}
+
+
+def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_path):
+    """A BOM, CRLF line ends, quoted newlines, emoji- or whitespace-only texts, mixed scripts and a
+    60,000-character text: the job completes, the quality report counts each kind."""
+    import csv
+    import io
+
+    from blockprune import load_model
+    from blockprune.main import evaluate_texts
+    from transformers import AutoTokenizer
+
+    labels = {"sports": "क्रीडा", "politics": "राजकारण", "business": "व्यापार"}
+    rows = [(f"बातमी {word} क्रमांक {i} " + "शब्द " * (i % 5), label) for label, word in labels.items() for i in range(24)]
+    rows += [(text, list(labels)[i % 3]) for i, text in enumerate(ODD_TEXTS.values())]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([("Text", "Label"), *rows])
+    data = tmp_path / "odd.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
+
+    cfg = make_cfg(tmp_path / "run", [f"data.file={data}", "trainer.max_epochs=1", "data.max_length=64"])
+    results = train(cfg)
+    assert results["status"] == "completed"
+    (quality,) = results["data"]["quality"].values()
+    assert quality["data_lines"] == len(rows)
+    assert quality["empty_texts"] == 1 and quality["dropped"]["empty_texts"] == 1
+    assert quality["no_word_texts"] == 2
+    assert quality["mixed_script_texts"] == 2
+    assert quality["long_texts"] == 1
+    assert quality["mojibake"] == 0 and quality["rows_out"] == len(rows) - 1
+    assert results["data"]["tokens"]["train"]["max"] > 64 or results["data"]["tokens"]["val"]["max"] > 64 \
+        or results["data"]["tokens"]["test"]["max"] > 64  # the long text was truncated, not refused
+    model = load_model(results["model_dir"])
+    tokenizer = AutoTokenizer.from_pretrained(results["model_dir"])
+    texts = [*ODD_TEXTS.values(), ""]
+    metrics = evaluate_texts(model, tokenizer, texts, [0] * len(texts), max_length=64)
+    assert 0.0 <= metrics["test/acc"] <= 1.0

@@ -91,7 +91,7 @@ def test_analysis_notebook_runs_on_the_study(study):
 def test_precision_flag_reaches_the_trainer(tmp_path):
     from hydra.utils import instantiate
 
-    from test_train import make_cfg
+    from jobs import make_cfg
 
     cfg = make_cfg(tmp_path, ["trainer.precision=bf16-mixed"])
     trainer = instantiate(cfg.trainer, logger=False)

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from blockprune import load_model
-from blockprune.main import CONFIG_DIR, train
+from blockprune.main import train
 
-FAST = [
-    "model=tiny",
-    "trainer=cpu",
-    "trainer.max_epochs=2",
-    "logger=csv",
-    "data.limit={train: 96, val: 48, test: 48}",
-]
-
-
-def make_cfg(tmp_path: Path, overrides: list[str]):
-    """Compose the real config and shrink it (1-2 tiny epochs, CPU), like a user's job."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=FAST + overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-        cfg.paths.cache_dir = str(tmp_path / "cache")
-        del cfg["hydra"]
-    return cfg
+sys.path.insert(0, str(Path(__file__).parent))
+from jobs import make_cfg  # noqa: E402
 
 
 def _texts(cfg, n: int = 8) -> list[str]:

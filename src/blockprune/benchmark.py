@@ -167,7 +167,7 @@ def _max_positions(model: nn.Module) -> int | None:
     return model_max_length(src)
 
 
-def _normalise_dtype(name: str) -> str:
+def normalise_dtype(name: str) -> str:
     key = str(name).replace("torch.", "")
     key = _DTYPE_ALIASES.get(key, key)
     if key not in _DTYPES:
@@ -273,7 +273,7 @@ def benchmark_models(
         raise ConfigError(f"benchmark device '{device}' requested but CUDA is not available; use device=cpu.")
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"benchmark device '{device}' is not supported; use cpu or cuda[:N].")
-    dtype_names = [_normalise_dtype(d) for d in dtypes]
+    dtype_names = [normalise_dtype(d) for d in dtypes]
     max_tokens = DEFAULT_MAX_TOKENS[dev.type] if max_tokens is None else int(max_tokens)
     budget = DEFAULT_CELL_TIME_BUDGET_S[dev.type] if cell_time_budget_s is None else float(cell_time_budget_s)
     grid = _resolve_cells(batch_sizes, seq_lens, int(typical_seq_len), cells)

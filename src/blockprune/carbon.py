@@ -46,14 +46,20 @@ class CarbonTracking(L.Callback):
             logger.log_metrics({f"carbon/{task}_energy_kwh": float(data.energy_consumed),
                                 f"carbon/{task}_emissions_kg": float(data.emissions)})
 
+    # Under DDP rank 0 measures for its machine (CodeCarbon estimates the whole machine's CPU/GPU
+    # power); on several machines the figures cover rank 0's machine only.
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start("training")
+        if trainer.is_global_zero:
+            self._start("training")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop("training", pl_module)
+        if trainer.is_global_zero:
+            self._stop("training", pl_module)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start("inference")
+        if trainer.is_global_zero:
+            self._start("inference")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop("inference", pl_module)
+        if trainer.is_global_zero:
+            self._stop("inference", pl_module)

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from blockprune.errors import ConfigError
+from blockprune.errors import BlockpruneError, ConfigError
 
 #: Batch key under which the distillation callback hands the teacher's logits to the module.
 TEACHER_LOGITS = "teacher_logits"
@@ -63,7 +63,14 @@ class Distillation(L.Callback):
         """Load and freeze the teacher; refuse one whose labels or vocabulary differ from the student's."""
         from blockprune.models import load_model
 
-        teacher = load_model(self.teacher_path) if Path(self.teacher_path).is_dir() else None
+        try:
+            teacher = load_model(self.teacher_path) if Path(self.teacher_path).is_dir() else None
+        except BlockpruneError as err:
+            raise ConfigError(
+                f"distill.teacher={self.teacher_path!r} is not a fine-tuned classifier: {err} The teacher defaults to "
+                "init_from (else the model itself): fine-tune a dense baseline first and set init_from=<its model "
+                "folder> or distill.teacher=<it>."
+            ) from err
         if teacher is None:
             from transformers import AutoModelForSequenceClassification
 

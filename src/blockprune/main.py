@@ -14,21 +14,26 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from blockprune.callbacks import LastCheckpoint
 from blockprune.carbon import CarbonTracking
-from blockprune.atomic import atomic_path, write_json
+from blockprune.atomic import atomic_path, remove_stale_temporaries, write_json
+from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.benchmark import benchmark_models
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.models import load_classifier, model_max_length
 from blockprune.module import ClassifierModule
+from blockprune.redact import redacted_argv, redacted_container
 from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
+from blockprune.validation import check_config
 
 log = logging.getLogger("blockprune")
 
@@ -64,6 +69,17 @@ def typical_length(datamodule) -> int:
     return int(min(datamodule.max_length, math.ceil(stats["p95"])))
 
 
+def build(node: DictConfig, *args: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, letting a component's own user error through unwrapped
+    (Hydra wraps it in an InstantiationException, which would print as a traceback)."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, BlockpruneError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_pruning(prune: DictConfig | None):
     """The pruning callback, or None for the dense baseline.
 
@@ -74,27 +90,31 @@ def build_pruning(prune: DictConfig | None):
         return None
     if "_target_" not in prune:
         prune = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "prune" / "block.yaml"), prune)
-    return instantiate(prune)
+    return build(prune)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
-    return [instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
+    return [build(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Seed; build data, model, pruning, callbacks, loggers, trainer; fit (continuing from
     ``checkpoints/last.ckpt`` when a killed job left one, see ``resume``); test the best
     weights; compact; save; write results.json. Returns the results."""
-    start = time.time()
+    start, environment = time.time(), environment_snapshot()
     out_dir = Path(cfg.paths.output_dir)
+    # Every check that can fail comes before the first file is written (loggers, checkpoints).
+    check_config(cfg)
+    pruning = build_pruning(cfg.get("prune"))
+    distillation = build(cfg.distill) if cfg.get("distill") else None
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data, output_dir=None)  # its data_report.json is written below, once all checks passed
     datamodule.prepare_data()
     datamodule.setup("fit")
 
     labels = {"num_labels": datamodule.num_labels, "id2label": datamodule.id2label, "label2id": datamodule.label2id}
-    model = load_classifier(cfg.init_from, **labels) if cfg.init_from else instantiate(cfg.model.net)(**labels)
+    model = load_classifier(cfg.init_from, **labels) if cfg.init_from else build(cfg.model.net)(**labels)
     if cfg.data.max_length > model_max_length(model):
         raise ConfigError(
             f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
@@ -102,15 +122,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     seq_len = typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
-    pruning = build_pruning(cfg.get("prune"))
     dense_reference = copy.deepcopy(model).eval() if pruning is not None and cfg.bench.enabled else None
     if pruning is not None:
         pruning.patch(model)
+    if distillation is not None:
+        distillation.teacher = distillation.load_teacher(model)
 
-    distillation = instantiate(cfg.distill) if cfg.get("distill") else None
-
+    config = redacted_container(cfg)
     module = ClassifierModule(model, **cfg.module, distillation=distillation)
-    resumable = ResumableTraining(config=_training_config(cfg))
+    resumable = ResumableTraining(config=_training_config(config))
     extra = [cb for cb in (pruning, distillation, resumable) if cb is not None]
     callbacks = _instantiate_group(cfg.get("callbacks")) + extra
     callbacks.sort(key=lambda cb: isinstance(cb, LastCheckpoint))  # saves after the others updated their state
@@ -118,66 +138,75 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = find_checkpoint(cfg.get("resume", "auto"), last.last_path.parent if last else None)
     loggers = _instantiate_group(cfg.get("logger"))
     csv_history = CsvHistory(loggers)
-    if ckpt_path is not None:
+    if ckpt_path is not None and rank_zero_only.rank == 0:  # under DDP, rank 0 alone touches files
         log.info("resuming from %s", ckpt_path)
+        remove_stale_temporaries(ckpt_path.parent)
+        remove_stale_temporaries(out_dir)
         csv_history.set_aside()
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        with redacted_argv():  # a W&B run starts here and records the command line
+            for lg in loggers:
+                lg.log_hyperparams(config)
 
-    # The training loader is wrapped so that a resumed job sees the batches in the same order.
-    trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
-                val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
-    best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
-    best = best_cb.best_model_path if best_cb is not None else ""
-    val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
-    test = trainer.test(module, datamodule=datamodule, verbose=True)[0] if cfg.test else {}
+        # The training loader is wrapped so that a resumed job sees the batches in the same order;
+        # under DDP the other ranks start at this fit, running this job's command (see distributed.py).
+        with job_command_for_ranks(str(PROJECT_ROOT / "train.py")):
+            trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
+                        val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
+        best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
+        best = best_cb.best_model_path if best_cb is not None else ""
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, verbose=True)[0] if cfg.test else {}
 
-    results: dict[str, Any] = {
-        "status": "completed",
-        "task_name": cfg.task_name,
-        "metrics": {**val, **test},
-        "dense": dense,
-        "checkpoint": best or None,
-    }
-    if pruning is not None:
-        results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
-    tokenizer = datamodule.tokenizer
-    if cfg.vocab.trim:
-        tokenizer, results["vocab"], results["metrics_final"] = _trim_vocabulary(module, datamodule, cfg)
-    if cfg.bench.enabled:
-        results["speed"] = measure_speedup(module.model, dense_reference, seq_len, cfg.bench)
-    results["params"] = count_parameters(module.model)
-    results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
-    results["seq_len"] = seq_len
+        results: dict[str, Any] = {
+            "status": "completed",
+            "task_name": cfg.task_name,
+            "metrics": {**val, **test},
+            "dense": dense,
+            "checkpoint": best or None,
+            "world_size": trainer.world_size,
+        }
+        if pruning is not None:
+            results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
+        if not trainer.is_global_zero:  # the other ranks' part ends with the last collective step
+            return results
+        write_json(out_dir / "data_report.json", datamodule.report)
+        tokenizer = datamodule.tokenizer
+        if cfg.vocab.trim:
+            tokenizer, results["vocab"], results["metrics_final"] = _trim_vocabulary(module, datamodule, cfg)
+        if cfg.bench.enabled:
+            results["speed"] = measure_speedup(module.model, dense_reference, seq_len, cfg.bench)
+        results["params"] = count_parameters(module.model)
+        results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
+        results["seq_len"] = seq_len
 
-    if cfg.save_model:
-        model_dir = out_dir / "model"
-        with atomic_path(model_dir) as tmp:
-            module.model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        results["model_dir"] = str(model_dir)
-    carbon = next((cb for cb in callbacks if isinstance(cb, CarbonTracking)), None)
-    if carbon is not None:
-        results["carbon"] = carbon.results
-    results["data"] = datamodule.report
-    csv_history.merge()  # last: the loggers write no more rows
-    results["wall_time_s"] = round(time.time() - start, 1)
-    results["config"] = OmegaConf.to_container(cfg, resolve=True)
-    write_json(out_dir / "results.json", results)
-    final = results.get("metrics_final") or results.get("metrics_compacted") or results["metrics"]
-    log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),
-             results.get("model_dir"), out_dir / "results.json")
-    return results
+        if cfg.save_model:
+            model_dir = out_dir / "model"
+            with atomic_path(model_dir) as tmp:
+                module.model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+            results["model_dir"] = str(model_dir)
+        carbon = next((cb for cb in trainer.callbacks if isinstance(cb, CarbonTracking)), None)
+        if carbon is not None:
+            results["carbon"] = carbon.results
+        results["data"] = datamodule.report
+        csv_history.merge()  # last: the loggers write no more rows
+        results["wall_time_s"] = round(time.time() - start, 1)
+        results["config"] = config
+        write_json(out_dir / "results.json", results)
+        final = results.get("metrics_final") or results.get("metrics_compacted") or results["metrics"]
+        log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),
+                 results.get("model_dir"), out_dir / "results.json")
+        return results
+    finally:
+        release_ranks(trainer, environment)  # under DDP: the next job of a sweep in this process starts afresh
 
 
-def _training_config(cfg: DictConfig) -> dict[str, Any]:
+def _training_config(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config minus what does not shape training (paths, resume), to tell a
     resumed job whose command differs from the killed one's."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "resume", "hydra"):
-        config.pop(key, None)
-    return config
+    return {k: v for k, v in config.items() if k not in ("paths", "resume", "hydra")}
 
 
 def measure_speedup(model, dense_reference, seq_len: int, bench: DictConfig) -> dict[str, Any]:
@@ -268,7 +297,7 @@ def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, A
         compact_model(model, fill_heads=True)
         module = ClassifierModule(model.train(), **cfg.module, distillation=module.distillation)
         fill_callbacks = [cb for cb in trainer.callbacks if type(cb).__name__ in ("Distillation", "CarbonTracking")]
-        trainer = instantiate(cfg.trainer, max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
+        trainer = build(cfg.trainer, max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
                               logger=trainer.loggers or False, enable_checkpointing=False)
         trainer.fit(module, datamodule=datamodule)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0] if cfg.test else {}
@@ -300,9 +329,9 @@ class FailedJobsExit(Callback):
 def write_failure(cfg: DictConfig, err: BaseException) -> None:
     """A failed multirun job still leaves a results.json, so the report shows the row as failed."""
     try:
-        config = OmegaConf.to_container(cfg, resolve=True)
+        config = redacted_container(cfg)
     except Exception:  # noqa: BLE001 - a bad override may be exactly what cannot resolve
-        config = OmegaConf.to_container(cfg, resolve=False)
+        config = redacted_container(cfg, resolve=False)
     write_json(Path(HydraConfig.get().runtime.output_dir) / "results.json", {
         "status": "failed",
         "error": f"{type(err).__name__}: {err}",

@@ -76,7 +76,7 @@ class ClassifierModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
         logits = self(batch)
-        self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), on_epoch=True)
+        self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), on_epoch=True, sync_dist=True)
         metrics.update(logits, batch["labels"])
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
 

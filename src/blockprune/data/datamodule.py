@@ -272,6 +272,7 @@ class TextClassificationDataModule(LightningDataModule):
             ds,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else _eval_sampler(ds),
             generator=gen,
             collate_fn=_Collate(self.tokenizer),
             num_workers=self.num_workers,
@@ -365,3 +366,14 @@ class TextClassificationDataModule(LightningDataModule):
             path = Path(self.output_dir) / "data_report.json"
             write_json(path, self._report)
             log.info("data report written: %s", path)
+
+
+def _eval_sampler(dataset: Any) -> Any:
+    """Under DDP, each rank evaluates its own share and no example twice: Lightning's default
+    sampler pads the last shares with repeated examples, which would shift test metrics."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1):
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -8,7 +8,9 @@ Stages, in order (the order matters: a repaired text can duplicate another one):
   1. repeated header rows          (``header_rows``)
   2. empty texts / missing labels  (``empty_texts`` / ``missing_labels``)
   3. cp866 mojibake                (``mojibake``, repaired before any comparison of texts)
-  4. very long texts               (count only: truncation happens at tokenisation)
+  4. very long texts, texts without a letter or digit (emoji, punctuation), texts mixing
+     scripts                       (count only: the model sees them as they are; truncation
+                                   of long texts happens at tokenisation)
   5. texts with conflicting labels (``conflicting_labels``)
   6. exact duplicate texts         (``duplicates``)
 Texts are compared after stripping leading/trailing whitespace (which the tokenizer ignores).
@@ -17,6 +19,7 @@ Texts are compared after stripping leading/trailing whitespace (which the tokeni
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -86,6 +89,9 @@ class QualityReport:
     - ``conflicting_label_texts``: distinct texts (after mojibake repair) that carry two or
       more different labels; ``conflicting_label_rows``: the rows carrying them.
     - ``long_texts``: texts longer than ``long_text_chars`` characters (count only).
+    - ``no_word_texts``: texts without any letter or digit, e.g. only emoji (count only).
+    - ``mixed_script_texts``: texts whose letters come from two or more scripts, e.g.
+      Devanagari with Latin (count only; common in Marathi news, worth knowing).
     - ``dropped``: rows removed per policy key; ``repaired``: rows changed per policy key.
     - ``examples``: up to five 1-based file lines per defect, to find them in the file.
     """
@@ -103,6 +109,8 @@ class QualityReport:
     conflicting_label_rows: int = 0
     long_texts: int = 0
     long_text_chars: int = 2000
+    no_word_texts: int = 0
+    mixed_script_texts: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     repaired: dict[str, int] = field(default_factory=dict)
@@ -122,8 +130,20 @@ class QualityReport:
             f"({len(self.label_counts)} labels) | header rows {self.header_rows}, empty {self.empty_texts}, "
             f"no label {self.missing_labels}, mojibake {self.mojibake}, duplicate texts {self.duplicate_texts} "
             f"(extra copies after repair {self.duplicate_rows}), conflicting-label texts "
-            f"{self.conflicting_label_texts}, long {self.long_texts} | dropped: {drops}"
+            f"{self.conflicting_label_texts}, long {self.long_texts}, no letters {self.no_word_texts}, "
+            f"mixed scripts {self.mixed_script_texts} | dropped: {drops}"
         )
+
+
+def has_word_character(text: str) -> bool:
+    """True if ``text`` has a letter or a digit (Unicode categories L* and N*)."""
+    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
+def letter_scripts(text: str) -> frozenset[str]:
+    """The scripts of ``text``'s letters, by the first word of their Unicode names
+    (DEVANAGARI, LATIN, CJK, ...). Marks and digits do not count."""
+    return frozenset(unicodedata.name(ch, "UNKNOWN").split(" ")[0] for ch in text if unicodedata.category(ch)[0] == "L")
 
 
 def is_mojibake(text: str) -> bool:
@@ -234,10 +254,14 @@ def clean_records(
         work.loc[moj, "text"] = repaired[moj]
         rep.repaired["mojibake"] = int(moj.sum())
     work["text"] = work["text"].str.strip()
-    # 4. long texts: counted only
-    rep.long_texts = int((work["text"].str.len() > pol["long_text_chars"]).sum())
-    if rep.long_texts:
-        rep.examples["long_texts"] = work.loc[work["text"].str.len() > pol["long_text_chars"], "row"].head(_EXAMPLES).tolist()
+    # 4. counted only: long texts, texts without letters or digits, texts mixing scripts
+    words = work["text"].map(has_word_character).astype(bool)  # astype: an empty frame maps to object dtype
+    scripts = work["text"].map(lambda t: len(letter_scripts(t))).astype(int)
+    for name, mask in (("long_texts", work["text"].str.len() > pol["long_text_chars"]),
+                       ("no_word_texts", ~words), ("mixed_script_texts", scripts > 1)):
+        setattr(rep, name, int(mask.sum()))
+        if mask.any():
+            rep.examples[name] = work.loc[mask, "row"].head(_EXAMPLES).tolist()
     # duplicates are measured before conflict handling so the count does not depend on that policy
     dup = work["text"].duplicated()
     rep.duplicate_rows = int(dup.sum())

@@ -1,0 +1,80 @@
+"""Lightning's DDP inside Hydra jobs (``trainer=ddp``): how the other ranks start, and clean-up.
+
+Lightning starts ranks 1..N-1 by running the script again with ``sys.argv`` plus
+``hydra.run.dir=<hydra.run.dir>``. In a Hydra multirun that command holds ``-m`` and the whole
+sweep, and ``hydra.run.dir`` is a fresh timestamp: each rank would start a sweep of its own in a
+folder of its own (the known Hydra + DDP trap). ``job_command_for_ranks`` makes the command the
+one of *this* job, writing into this job's folder. Between the jobs of a sweep that run in one
+process, ``release_ranks`` takes down the process group and the rank variables Lightning left
+in the environment, which would otherwise make the next job wait for ranks that never come.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import read_write
+
+_CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+_RANK_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+    """The ``--config-name X`` style flags of a Hydra command line (they choose the config, not a job)."""
+    out, take_next = [], False
+    for arg in argv:
+        if take_next or arg.split("=", 1)[0] in _CONFIG_FLAGS and "=" in arg:
+            out.append(arg)
+            take_next = False
+        elif arg in _CONFIG_FLAGS:
+            out.append(arg)
+            take_next = True
+    return out
+
+
+@contextmanager
+def job_command_for_ranks(script: str) -> Iterator[None]:
+    """While Lightning launches the other ranks (in the first ``fit``), ``sys.argv`` is
+    ``script`` with this job's own overrides and Hydra's run dir is this job's folder."""
+    if not HydraConfig.initialized():
+        yield
+        return
+    import __main__
+
+    hydra = HydraConfig.get()
+    saved = sys.argv, getattr(__main__, "__spec__", None), hydra.run.dir
+    sys.argv = [script, *_config_flags(sys.argv[1:]), *hydra.overrides.task]
+    __main__.__spec__ = None  # Lightning then runs `python <script>`, not `python -m <the caller's module>`
+    with read_write(hydra):
+        hydra.run.dir = hydra.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv, __main__.__spec__ = saved[0], saved[1]
+        with read_write(hydra):
+            hydra.run.dir = saved[2]
+
+
+def environment_snapshot() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in _RANK_VARIABLES}
+
+
+def release_ranks(trainer: Any, before: dict[str, str | None]) -> None:
+    """In the process that launched the ranks: wait for them to end, destroy the process group
+    and restore the rank variables to ``before`` (so the next job in this process starts afresh)."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    for proc in getattr(launcher, "procs", []):
+        proc.wait()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

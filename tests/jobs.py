@@ -1,0 +1,33 @@
+"""Compose the real Hydra config for an in-process job, shrunk to the tiny model on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from blockprune.main import CONFIG_DIR
+
+FAST = [
+    "model=tiny",
+    "trainer=cpu",
+    "trainer.max_epochs=2",
+    "logger=csv",
+    "data.limit={train: 96, val: 48, test: 48}",
+]
+
+
+def make_cfg(tmp_path: Path, overrides: list[str]):
+    """Compose the real config and shrink it (1-2 tiny epochs, CPU), like a user's job."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=FAST + overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.cache_dir = str(tmp_path / "cache")
+        del cfg["hydra"]
+    return cfg
