@@ -4,6 +4,7 @@ job, metrics over every test example exactly once, ranks that stay in step."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,20 +17,29 @@ from transformers import AutoTokenizer
 from blockprune import load_model
 from blockprune.distributed import _config_flags
 from blockprune.main import PROJECT_ROOT, evaluate_texts
+from blockprune.models import build_tiny_classifier
+
+LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan", "Politics",
+          "Sports", "Tech", "Travel"]  # MahaNews SHC's, for a teacher the jobs accept
 
 TINY = ["model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-        "logger=csv", "callbacks=no_carbon", "bench.repeats=2", "bench.warmup=1",
+        "logger=default", "callbacks=no_carbon", "bench.repeats=2", "bench.warmup=1",
         "data.limit={train: 64, val: 31, test: 33}"]  # odd sizes: a padding sampler would repeat an example
 
 
 @pytest.mark.slow
-def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_metrics(tmp_path):
+def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_metrics(tmp_path, e5_dir):
+    """Two pruning + distillation jobs, each on 2 CPU processes, in one Hydra multirun."""
     sweep, cwd = tmp_path / "sweep", tmp_path / "cwd"
     cwd.mkdir()
+    labels = {label: i for i, label in enumerate(LABELS)}
+    build_tiny_classifier(str(e5_dir), len(labels), {i: k for k, i in labels.items()}, labels, seed=7).save_pretrained(
+        tmp_path / "teacher")
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, f"paths.cache_dir={tmp_path / 'cache'}",
-         "prune=block", "prune.sparsity=0.25,0.5", "prune.attention_block=head", f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, cwd=cwd, timeout=900,
+         "prune=block", "prune.sparsity=0.25,0.5", "prune.attention_block=head", "distill=on",
+         f"distill.teacher={tmp_path / 'teacher'}", f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=cwd, timeout=900, env={**os.environ, "WANDB_MODE": "offline"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]  # no sweep per rank
@@ -38,6 +48,8 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
         folder = sweep / job
         assert (folder / "train_ddp_process_1.log").is_file()  # rank 1 ran in this job's folder
         assert len(list(folder.rglob("results.json"))) == 1 and len(list(folder.rglob("config.json"))) == 1
+        assert len(list((folder / "wandb").glob("offline-run-*"))) == 1  # one W&B run, rank 0's
+        assert "train/kd_loss_epoch" in (folder / "csv" / "metrics.csv").read_text().splitlines()[0]
         results = json.loads((folder / "results.json").read_text())
         assert results["status"] == "completed" and results["world_size"] == 2
         assert results["pruning"]["target_sparsity"] == sparsity

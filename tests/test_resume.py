@@ -42,11 +42,11 @@ LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "Internat
           "Sports", "Tech", "Travel"]
 
 
-def _start(run_dir: Path, root: Path) -> subprocess.Popen:
+def _start(run_dir: Path, root: Path, job: list[str] = JOB) -> subprocess.Popen:
     pace = f"+callbacks.pace={{_target_: pacing.Pace, progress_file: '{run_dir / 'progress'}', seconds: 0.15}}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}  # the same thread count in every job (it changes float sums); fast on a busy machine
-    cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *JOB, pace, "distill=on", f"distill.teacher={root / 'teacher'}",
+    cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *job, pace, "distill=on", f"distill.teacher={root / 'teacher'}",
            f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={run_dir}"]
     run_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=open(run_dir.parent / f"{run_dir.name}.log", "a"),
@@ -118,6 +118,21 @@ def test_a_killed_job_resumes_exactly_where_it_stopped(jobs):
     assert log.count("resuming from") == 2 and "not resumable" not in log and "differs from the checkpoint" not in log
     ref_csv, run_csv = (_csv(d / "csv" / "metrics.csv") for d in (ref, run))
     assert ref_csv[0] == run_csv[0] and ref_csv[1] <= run_csv[1]  # same columns; no step of the log lost
+
+
+@pytest.mark.slow
+def test_a_killed_e5_job_resumes_to_the_same_results(jobs):
+    """The real 12-layer e5-small-mr, killed mid-epoch while the sparsity rises: bit-identical too."""
+    root = jobs[0]
+    e5 = [o for o in JOB if not o.startswith("model=")] + ["model=e5_small_mr"]
+    ref, run = root / "e5_reference", root / "e5_killed"
+    ref_proc = _start(ref, root, e5)
+    first = _kill_at(_start(run, root, e5), run, 12)
+    assert 0 < first < 16 and first % STEPS_PER_EPOCH, first
+    resumed = _finish(_start(run, root, e5), run)
+    reference = _finish(ref_proc, ref)
+    _same(reference, resumed, ref, run)
+    assert resumed["metrics_compacted"]["test/acc"] == reference["metrics_compacted"]["test/acc"]
 
 
 def test_the_same_seed_gives_the_same_results(jobs):
