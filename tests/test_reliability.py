@@ -77,6 +77,16 @@ def teachers(tmp_path_factory, e5_dir):
     for name, config in (("other_labels", other_labels), ("other_vocab", other_vocab)):
         BertForSequenceClassification(config).save_pretrained(out / name)
         paths[name] = out / name
+    # Same vocabulary size, other tokenizer: two pieces swap ids.
+    same_size = BertConfig(vocab_size=len(datamodule.tokenizer), num_labels=datamodule.num_labels, **labels, **small)
+    BertForSequenceClassification(same_size).save_pretrained(out / "other_tokenizer")
+    datamodule.tokenizer.save_pretrained(out / "other_tokenizer")
+    spec = json.loads((out / "other_tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = spec["model"]["vocab"]  # Unigram: [piece, score] by id
+    a, b = (next(i for i, (piece, _) in enumerate(vocab) if piece == p) for p in ("▁मुंबई", "▁पुणे"))
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (out / "other_tokenizer" / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    paths["other_tokenizer"] = out / "other_tokenizer"
     return paths
 
 
@@ -89,6 +99,8 @@ CATALOGUE = {  # case: (overrides, exception, words the message must contain)
                                   ["distill.teacher", "labels"]),
     "teacher with another tokenizer": (["distill=on", "distill.teacher={other_vocab}"], ConfigError,
                                        ["distill.teacher", "vocabulary", "tokenizer"]),
+    "teacher with another tokenizer of the same size": (["distill=on", "distill.teacher={other_tokenizer}"],
+                                                        ConfigError, ["distill.teacher", "2 pieces have other ids"]),
     "distillation without a teacher": (["distill=on"], ConfigError, ["distill.teacher", "init_from"]),
     "distillation temperature <= 0": (["distill=on", "distill.teacher={other_vocab}", "distill.temperature=0"],
                                       ConfigError, ["distill.temperature=0", "> 0"]),

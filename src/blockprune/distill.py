@@ -59,8 +59,9 @@ class Distillation(L.Callback):
         self.teacher: nn.Module | None = None
         self.fingerprint: float | None = None
 
-    def load_teacher(self, student: nn.Module) -> nn.Module:
-        """Load and freeze the teacher; refuse one whose labels or vocabulary differ from the student's."""
+    def load_teacher(self, student: nn.Module, tokenizer: Any = None) -> nn.Module:
+        """Load and freeze the teacher; refuse one whose labels or vocabulary differ from the
+        student's (compared piece by piece with ``tokenizer`` when the teacher folder has one)."""
         from blockprune.models import load_model
 
         try:
@@ -89,6 +90,17 @@ class Distillation(L.Callback):
                 f"distill.teacher={self.teacher_path!r} has a vocabulary of {teacher.config.vocab_size} pieces, the "
                 f"student {student.config.vocab_size}: they need the same tokenizer."
             )
+        if tokenizer is not None and Path(self.teacher_path, "tokenizer.json").is_file():
+            from transformers import AutoTokenizer
+
+            theirs = AutoTokenizer.from_pretrained(self.teacher_path).get_vocab()
+            if theirs != tokenizer.get_vocab():
+                differ = sum(theirs.get(piece) != i for piece, i in tokenizer.get_vocab().items())
+                raise ConfigError(
+                    f"distill.teacher={self.teacher_path!r} uses another tokenizer than the student's "
+                    f"({differ} pieces have other ids): the teacher would read other tokens. Use a teacher "
+                    "fine-tuned from the same base model (model.tokenizer)."
+                )
         teacher.eval().requires_grad_(False)
         self.fingerprint = teacher_fingerprint(teacher)
         return teacher

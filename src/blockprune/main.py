@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if pruning is not None:
         pruning.patch(model)
     if distillation is not None:
-        distillation.teacher = distillation.load_teacher(model)
+        distillation.teacher = distillation.load_teacher(model, datamodule.tokenizer)
 
     config = redacted_container(cfg)
     module = ClassifierModule(model, **cfg.module, distillation=distillation)
