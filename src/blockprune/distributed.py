@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import read_write
+from omegaconf import OmegaConf, read_write
 
 _CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 _RANK_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -39,15 +39,16 @@ def _config_flags(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def job_command_for_ranks(script: str) -> Iterator[None]:
+def job_command_for_ranks(script: str, world_size: int) -> Iterator[None]:
     """While Lightning launches the other ranks (in the first ``fit``), ``sys.argv`` is
-    ``script`` with this job's own overrides and Hydra's run dir is this job's folder."""
-    if not HydraConfig.initialized():
+    ``script`` with this job's own overrides and Hydra's run dir is this job's folder.
+    Nothing changes for one process, or outside a job Hydra started (a config composed in code)."""
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    if world_size == 1 or hydra is None or OmegaConf.select(hydra, "runtime.output_dir", default=None) is None:
         yield
         return
     import __main__
 
-    hydra = HydraConfig.get()
     saved = sys.argv, getattr(__main__, "__spec__", None), hydra.run.dir
     sys.argv = [script, *_config_flags(sys.argv[1:]), *hydra.overrides.task]
     __main__.__spec__ = None  # Lightning then runs `python <script>`, not `python -m <the caller's module>`

@@ -151,7 +151,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         # The training loader is wrapped so that a resumed job sees the batches in the same order;
         # under DDP the other ranks start at this fit, running this job's command (see distributed.py).
-        with job_command_for_ranks(str(PROJECT_ROOT / "train.py")):
+        with job_command_for_ranks(str(PROJECT_ROOT / "train.py"), trainer.world_size):
             trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
                         val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
         best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
