@@ -3,7 +3,8 @@
 Two stages because the pruned jobs start from the baseline's fine-tuned weights and use it as
 teacher, as the paper pruned an already fine-tuned model. Each stage runs ``train.py`` in a
 subprocess, exactly as a user would type it; the preset (``experiment=<name>``) carries the
-settings and ``study.*`` in it says what the pruned stage sweeps.
+settings and ``study.*`` in it says what the pruned stage sweeps. With a launcher among the
+overrides (``hydra/launcher=slurm``, docs/cluster.md) the baseline goes through it as well.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def study_settings(preset: str, overrides: list[str]) -> dict:
     return dict(cfg.study)
 
 
+def baseline_output(base_dir: Path, overrides: list[str]) -> list[str]:
+    """The baseline's leading arguments (Hydra wants ``-m`` before the overrides): its job folder is ``base_dir``.
+
+    A single run never goes through Hydra's launcher, so with one selected (a SLURM job, not the
+    login node, should train the baseline) the baseline is a one-job multirun whose job folder
+    is the sweep folder itself (``subdir=.``). If it fails, the command still exits 0 (a multirun
+    job records its failure in results.json, and FailedJobsExit looks only in subfolders), hence
+    the caller's status check.
+    """
+    if any(o.startswith("hydra/launcher=") for o in overrides):
+        return ["-m", f"hydra.sweep.dir={base_dir}", "hydra.sweep.subdir=."]
+    return [f"hydra.run.dir={base_dir}"]
+
+
 def _run(args: list[str]) -> int:
     cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
     log.info("study: %s", " ".join(cmd))
@@ -53,12 +68,14 @@ def run_study(
     out = Path(out_dir or PROJECT_ROOT / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     base_dir = Path(baseline) if baseline else out / "baseline"
     code = 0 if baseline else _run(
-        [f"experiment={preset}", "prune=none", "distill=off", f"hydra.run.dir={base_dir}", *overrides]
+        [*baseline_output(base_dir, overrides), f"experiment={preset}", "prune=none", "distill=off", *overrides]
     )
     results = base_dir / "results.json"
-    if code != 0 or not results.is_file():
-        raise BlockpruneError(f"study: the baseline job failed (exit {code}); see {base_dir}. Nothing else was run.")
-    model_dir = json.loads(results.read_text())["model_dir"]
+    base = json.loads(results.read_text()) if results.is_file() else {}
+    if code != 0 or base.get("status") != "completed":
+        reason = base.get("error") or f"exit {code}"
+        raise BlockpruneError(f"study: the baseline job failed ({reason}); see {base_dir}. Nothing else was run.")
+    model_dir = base["model_dir"]
     sparsities = ",".join(str(s) for s in study["sparsities"])
     distill = ",".join(study["distill"])
     sweep_code = _run([
