@@ -12,6 +12,7 @@ in the environment, which would otherwise make the next job wait for ranks that 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,12 +67,20 @@ def environment_snapshot() -> dict[str, str | None]:
     return {k: os.environ.get(k) for k in _RANK_VARIABLES}
 
 
-def release_ranks(trainer: Any, before: dict[str, str | None]) -> None:
+def release_ranks(trainer: Any, before: dict[str, str | None], grace_s: float = 60.0) -> None:
     """In the process that launched the ranks: wait for them to end, destroy the process group
-    and restore the rank variables to ``before`` (so the next job in this process starts afresh)."""
+    and restore the rank variables to ``before`` (so the next job in this process starts afresh).
+
+    The other ranks end before rank 0 (it alone saves and writes); one still running ``grace_s``
+    later is stuck in a collective step rank 0 never reached (rank 0 failed) and is killed.
+    """
     launcher = getattr(trainer.strategy, "launcher", None)
     for proc in getattr(launcher, "procs", []):
-        proc.wait()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     for key, value in before.items():

@@ -14,12 +14,12 @@ from typing import Any
 
 import hydra
 import lightning as L
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from blockprune.callbacks import LastCheckpoint
@@ -100,7 +100,8 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Seed; build data, model, pruning, callbacks, loggers, trainer; fit (continuing from
     ``checkpoints/last.ckpt`` when a killed job left one, see ``resume``); test the best
-    weights; compact; save; write results.json. Returns the results."""
+    weights; compact; save; write results.json. Returns the results. Under DDP (``trainer=ddp``)
+    every rank runs this; rank 0 alone writes files."""
     start, environment = time.time(), environment_snapshot()
     out_dir = Path(cfg.paths.output_dir)
     # Every check that can fail comes before the first file is written (loggers, checkpoints).
@@ -109,7 +110,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     distillation = build(cfg.distill) if cfg.get("distill") else None
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build(cfg.data, output_dir=None)  # its data_report.json is written below, once all checks passed
+    datamodule = build(cfg.data, output_dir=None)  # its data_report.json is written with the results
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -298,7 +299,7 @@ def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, A
         module = ClassifierModule(model.train(), **cfg.module, distillation=module.distillation)
         fill_callbacks = [cb for cb in trainer.callbacks if type(cb).__name__ in ("Distillation", "CarbonTracking")]
         trainer = build(cfg.trainer, max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
-                              logger=trainer.loggers or False, enable_checkpointing=False)
+                        logger=trainer.loggers or False, enable_checkpointing=False)
         trainer.fit(module, datamodule=datamodule)
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0] if cfg.test else {}
     return {
