@@ -151,6 +151,13 @@ def test_resume_settings(tmp_path):
     assert find_checkpoint(str(tmp_path / "last.ckpt"), None) == tmp_path / "last.ckpt"
     with pytest.raises(ConfigError, match="no such checkpoint"):
         find_checkpoint(str(tmp_path / "other.ckpt"), tmp_path)
+    job = tmp_path / "job"  # resume=<the killed job's folder>
+    (job / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
+        find_checkpoint(str(job), None)
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"")
+    last = job / "checkpoints" / "last.ckpt"
+    assert find_checkpoint(str(job), None) == find_checkpoint(str(job / "checkpoints"), None) == last
 
 
 def test_a_checkpoint_distilled_from_another_teacher_is_refused(jobs):

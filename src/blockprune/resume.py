@@ -33,7 +33,8 @@ def find_checkpoint(resume: bool | str, checkpoint_dir: Path | None) -> Path | N
 
     ``auto`` (default): ``<checkpoint_dir>/last.ckpt`` when it exists, else a fresh start;
     ``true``: that file must exist; ``false``: always a fresh start; any other string: the
-    path of a checkpoint to continue from.
+    path of a checkpoint to continue from, or of the job folder whose ``checkpoints/last.ckpt``
+    to continue from (the job then writes into its own, new folder).
     """
     if resume is False or resume is None:
         return None
@@ -48,8 +49,16 @@ def find_checkpoint(resume: bool | str, checkpoint_dir: Path | None) -> Path | N
             )
         return last
     path = Path(str(resume))
+    if path.is_dir():  # a killed job's folder (or its checkpoints/ folder)
+        found = next((p for p in (path / "checkpoints" / LAST_CHECKPOINT, path / LAST_CHECKPOINT) if p.is_file()), None)
+        if found is None:
+            raise ConfigError(f"resume={resume!r}: that folder has no checkpoints/{LAST_CHECKPOINT} to continue from.")
+        return found
     if not path.is_file():
-        raise ConfigError(f"resume={resume!r}: no such checkpoint file. Give auto, true, false or a .ckpt path.")
+        raise ConfigError(
+            f"resume={resume!r}: no such checkpoint file or job folder. Give auto, true, false, a .ckpt path or the "
+            "folder of the job to continue."
+        )
     return path
 
 
