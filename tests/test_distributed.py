@@ -71,3 +71,20 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
 def test_ranks_run_the_job_command_with_the_config_flags_kept():
     argv = ["-m", "--config-name", "other", "-cp=/conf", "prune.sparsity=0.5,0.75", "--config-dir", "/extra"]
     assert _config_flags(argv) == ["--config-name", "other", "-cp=/conf", "--config-dir", "/extra"]
+
+
+@pytest.mark.slow
+def test_a_ddp_job_failing_during_training_does_not_end_the_next_job_of_the_sweep(tmp_path):
+    """Job 0 fails on both ranks mid-fit (an EarlyStopping on a metric that does not exist);
+    Lightning's process observer must not end job 1 for it."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}",
+         "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=nope,val/acc",
+         f"hydra.sweep.dir={sweep}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]  # FailedJobsExit, not a kill (137)
+    first, second = (json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1"))
+    assert first["status"] == "failed" and "nope" in first["error"]
+    assert second["status"] == "completed" and second["world_size"] == 2

@@ -75,12 +75,16 @@ def release_ranks(trainer: Any, before: dict[str, str | None], grace_s: float = 
     later is stuck in a collective step rank 0 never reached (rank 0 failed) and is killed.
     """
     launcher = getattr(trainer.strategy, "launcher", None)
-    for proc in getattr(launcher, "procs", []):
+    procs = getattr(launcher, "procs", [])
+    for proc in procs:
         try:
             proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # Lightning's process observer watches this very list and ends the whole process when a rank
+    # has exited with an error; emptied, it stops, so a failed job cannot end the next job of a sweep.
+    procs.clear()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     for key, value in before.items():
