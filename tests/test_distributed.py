@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from blockprune import load_model
-from blockprune.distributed import _config_flags
+from blockprune.distributed import config_flags
 from blockprune.main import PROJECT_ROOT, evaluate_texts
 from blockprune.models import build_tiny_classifier
 
@@ -70,7 +70,7 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
 
 def test_ranks_run_the_job_command_with_the_config_flags_kept():
     argv = ["-m", "--config-name", "other", "-cp=/conf", "prune.sparsity=0.5,0.75", "--config-dir", "/extra"]
-    assert _config_flags(argv) == ["--config-name", "other", "-cp=/conf", "--config-dir", "/extra"]
+    assert config_flags(argv) == ["--config-name", "other", "-cp=/conf", "--config-dir", "/extra"]
 
 
 @pytest.mark.slow

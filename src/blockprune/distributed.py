@@ -6,7 +6,8 @@ sweep, and ``hydra.run.dir`` is a fresh timestamp: each rank would start a sweep
 folder of its own (the known Hydra + DDP trap). ``job_command_for_ranks`` makes the command the
 one of *this* job, writing into this job's folder. Between the jobs of a sweep that run in one
 process, ``release_ranks`` takes down the process group and the rank variables Lightning left
-in the environment, which would otherwise make the next job wait for ranks that never come.
+in the environment, which would otherwise make the next job wait for ranks that never come, and
+detaches Lightning's process observer, which would end the next job for this one's failure.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir",
 _RANK_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
-def _config_flags(argv: list[str]) -> list[str]:
+def config_flags(argv: list[str]) -> list[str]:
     """The ``--config-name X`` style flags of a Hydra command line (they choose the config, not a job)."""
     out, take_next = [], False
     for arg in argv:
@@ -51,7 +52,7 @@ def job_command_for_ranks(script: str, world_size: int) -> Iterator[None]:
     import __main__
 
     saved = sys.argv, getattr(__main__, "__spec__", None), hydra.run.dir
-    sys.argv = [script, *_config_flags(sys.argv[1:]), *hydra.overrides.task]
+    sys.argv = [script, *config_flags(sys.argv[1:]), *hydra.overrides.task]
     __main__.__spec__ = None  # Lightning then runs `python <script>`, not `python -m <the caller's module>`
     with read_write(hydra):
         hydra.run.dir = hydra.runtime.output_dir
