@@ -93,9 +93,9 @@ class Distillation(L.Callback):
         if tokenizer is not None and Path(self.teacher_path, "tokenizer.json").is_file():
             from transformers import AutoTokenizer
 
-            theirs = AutoTokenizer.from_pretrained(self.teacher_path).get_vocab()
-            if theirs != tokenizer.get_vocab():
-                differ = sum(theirs.get(piece) != i for piece, i in tokenizer.get_vocab().items())
+            theirs, ours = AutoTokenizer.from_pretrained(self.teacher_path).get_vocab(), tokenizer.get_vocab()
+            if theirs != ours:
+                differ = sum(theirs.get(piece) != i for piece, i in ours.items())
                 raise ConfigError(
                     f"distill.teacher={self.teacher_path!r} uses another tokenizer than the student's "
                     f"({differ} pieces have other ids): the teacher would read other tokens. Use a teacher "
