@@ -20,6 +20,11 @@ FAST = [
 ]
 
 
+#: The same tiny job as command-line overrides, for tests that run `python train.py` in a subprocess.
+TINY_CLI = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
+            "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}"]
+
+
 def make_cfg(tmp_path: Path, overrides: list[str]):
     """Compose the real config and shrink it (1-2 tiny epochs, CPU), like a user's job."""
     GlobalHydra.instance().clear()

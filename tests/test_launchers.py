@@ -19,8 +19,8 @@ from blockprune.main import CONFIG_DIR, PROJECT_ROOT
 from blockprune.report import build_table
 from blockprune.study import run_study
 
-TINY = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
-        "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}"]
+from jobs import TINY_CLI as TINY
+
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],

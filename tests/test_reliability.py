@@ -17,10 +17,8 @@ from blockprune.main import PROJECT_ROOT, train
 from blockprune.report import build_table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jobs import make_cfg  # noqa: E402
+from jobs import TINY_CLI as TINY, make_cfg  # noqa: E402
 
-TINY = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
-        "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}"]
 
 
 def _train(args: list[str], tmp_path: Path, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

@@ -110,7 +110,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     distillation = build(cfg.distill) if cfg.get("distill") else None
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build(cfg.data, output_dir=None)  # its data_report.json is written with the results
+    datamodule = build(cfg.data)  # the job writes its data_report.json (rank 0, with the results)
     datamodule.prepare_data()
     datamodule.setup("fit")
 

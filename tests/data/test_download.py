@@ -193,7 +193,6 @@ def test_published_data_configs_name_remote_files_and_instantiate_offline(option
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
     from blockprune.main import CONFIG_DIR
 
@@ -201,8 +200,6 @@ def test_published_data_configs_name_remote_files_and_instantiate_offline(option
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"data={option}"])
-    with open_dict(cfg):
-        cfg.data.output_dir = None
     sub = option.split("_")[1].upper()
     assert cfg.data.download_dir == str(tmp_path) and cfg.data.file is None
     for key, name in (("train_file", "Train"), ("val_file", "Valid"), ("test_file", "Test")):
