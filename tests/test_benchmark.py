@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_bert import make_compacted, make_tiny  # noqa: E402
+from helpers.tiny_bert import make_compacted, make_tiny
 
 from blockprune.benchmark import (  # noqa: E402
     benchmark_models,

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from blockprune.main import CONFIG_DIR
+from blockprune.config import CONFIG_DIR, entry_script
 
 GROUPS = ["data", "model", "prune", "distill", "trainer", "callbacks", "logger", "experiment"]
 
@@ -61,7 +61,7 @@ def test_print_config_command(tmp_path):
     import sys
 
     out = subprocess.run(
-        [sys.executable, str(CONFIG_DIR.parent / "train.py"), "--cfg", "job", "prune=block"],
+        [sys.executable, str(entry_script()), "--cfg", "job", "prune=block"],
         capture_output=True, text=True, check=True,
     ).stdout
     assert "sparsity: 0.5" in out and "_target_: blockprune.pruning.BlockPruning" in out

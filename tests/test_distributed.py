@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
@@ -16,7 +15,8 @@ from transformers import AutoTokenizer
 
 from blockprune import load_model
 from blockprune.distributed import config_flags
-from blockprune.main import PROJECT_ROOT, evaluate_texts
+from blockprune.config import entry_script, project_root
+from blockprune.main import evaluate_texts
 from blockprune.models import build_tiny_classifier
 
 LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan", "Politics",
@@ -36,14 +36,14 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
     build_tiny_classifier(str(e5_dir), len(labels), {i: k for k, i in labels.items()}, labels, seed=7).save_pretrained(
         tmp_path / "teacher")
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, f"paths.cache_dir={tmp_path / 'cache'}",
+        [sys.executable, str(entry_script()), "-m", *TINY, f"paths.cache_dir={tmp_path / 'cache'}",
          "prune=block", "prune.sparsity=0.25,0.5", "prune.attention_block=head", "distill=on",
          f"distill.teacher={tmp_path / 'teacher'}", f"hydra.sweep.dir={sweep}"],
         capture_output=True, text=True, cwd=cwd, timeout=900, env={**os.environ, "WANDB_MODE": "offline"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]  # no sweep per rank
-    assert not list(cwd.iterdir()) and not (PROJECT_ROOT / "outputs" / "train_ddp_process_1").exists()
+    assert not list(cwd.iterdir()) and not (project_root() / "outputs" / "train_ddp_process_1").exists()
     for job, sparsity in (("0", 0.25), ("1", 0.5)):
         folder = sweep / job
         assert (folder / "train_ddp_process_1.log").is_file()  # rank 1 ran in this job's folder
@@ -79,7 +79,7 @@ def test_a_ddp_job_failing_during_training_does_not_end_the_next_job_of_the_swee
     Lightning's process observer must not end job 1 for it."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}",
+        [sys.executable, str(entry_script()), "-m", *TINY, "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}",
          "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=nope,val/acc",
          f"hydra.sweep.dir={sweep}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=900,

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_bert import compact_layer, make_compacted, make_tiny  # noqa: E402
+from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
 
 from blockprune.benchmark import benchmark_models  # noqa: E402
 from blockprune.export import OnnxRuntimeClassifier, check_onnx, export_onnx  # noqa: E402

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_bert import compact_layer, make_compacted, make_tiny  # noqa: E402
+from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
 
 from blockprune.errors import BlockpruneError  # noqa: E402
 from blockprune.flops import count_parameters, encoder_layout, flops_per_token  # noqa: E402

@@ -15,11 +15,11 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from blockprune.errors import BlockpruneError
-from blockprune.main import CONFIG_DIR, PROJECT_ROOT
+from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.report import build_table
 from blockprune.study import run_study
 
-from jobs import TINY_CLI as TINY
+from helpers.jobs import TINY_CLI as TINY
 
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
@@ -35,7 +35,7 @@ def cache(tmp_path_factory) -> str:
 
 def _sweep(args: list[str], tmp_path: Path, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, cache, *args],
+        [sys.executable, str(entry_script()), "-m", *TINY, cache, *args],
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
     )
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import BertModel
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_bert import make_tiny  # noqa: E402
+from helpers.tiny_bert import make_tiny
 
 from blockprune import load_model  # noqa: E402
 from blockprune.errors import BlockpruneError  # noqa: E402

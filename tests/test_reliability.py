@@ -13,17 +13,17 @@ import pytest
 from hydra.utils import instantiate
 
 from blockprune.errors import ConfigError, DataError
-from blockprune.main import PROJECT_ROOT, train
+from blockprune.config import entry_script
+from blockprune.main import train
 from blockprune.report import build_table
 
-sys.path.insert(0, str(Path(__file__).parent))
-from jobs import TINY_CLI as TINY, make_cfg  # noqa: E402
+from helpers.jobs import TINY_CLI as TINY, make_cfg
 
 
 
 def _train(args: list[str], tmp_path: Path, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), *flags, *TINY, f"paths.cache_dir={tmp_path / 'cache'}", *args],
+        [sys.executable, str(entry_script()), *flags, *TINY, f"paths.cache_dir={tmp_path / 'cache'}", *args],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )
 
@@ -169,7 +169,7 @@ def test_no_token_or_api_key_appears_in_any_file_a_job_writes(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HF_TOKEN": env_token, "WANDB_API_KEY": env_key, "WANDB_MODE": "offline"}
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *TINY, "logger=default",
+        [sys.executable, str(entry_script()), "-m", *TINY, "logger=default",
          f"paths.cache_dir={tmp_path / 'cache'}", f"+model.hub_token={config_token}", f"hydra.sweep.dir={sweep}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
     )

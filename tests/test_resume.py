@@ -23,9 +23,10 @@ from safetensors.torch import load_file
 
 from blockprune.distill import Distillation
 from blockprune.errors import ConfigError
-from blockprune.main import PROJECT_ROOT
+from blockprune.config import entry_script
 from blockprune.models import build_tiny_classifier
 from blockprune.resume import find_checkpoint
+from helpers.paths import E5_DIR
 
 TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH, EPOCHS = 8, 3
@@ -43,10 +44,10 @@ LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "Internat
 
 
 def _start(run_dir: Path, root: Path, job: list[str] = JOB) -> subprocess.Popen:
-    pace = f"+callbacks.pace={{_target_: pacing.Pace, progress_file: '{run_dir / 'progress'}', seconds: 0.15}}"
+    pace = f"+callbacks.pace={{_target_: helpers.pacing.Pace, progress_file: '{run_dir / 'progress'}', seconds: 0.15}}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}  # the same thread count in every job (it changes float sums); fast on a busy machine
-    cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *job, pace, "distill=on", f"distill.teacher={root / 'teacher'}",
+    cmd = [sys.executable, str(entry_script()), *job, pace, "distill=on", f"distill.teacher={root / 'teacher'}",
            f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={run_dir}"]
     run_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=open(run_dir.parent / f"{run_dir.name}.log", "a"),
@@ -163,7 +164,7 @@ def test_resume_settings(tmp_path):
 def test_a_checkpoint_distilled_from_another_teacher_is_refused(jobs):
     root = jobs[0]
     labels = {label: i for i, label in enumerate(LABELS)}
-    student = build_tiny_classifier(str(pytest.e5_dir), len(labels), {i: k for k, i in labels.items()}, labels)
+    student = build_tiny_classifier(str(E5_DIR), len(labels), {i: k for k, i in labels.items()}, labels)
     kd = Distillation(str(root / "teacher"))
     kd.load_teacher(student)
     saved = kd.state_dict()

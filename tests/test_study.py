@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from blockprune.main import CONFIG_DIR
 from blockprune.report import build_table
 from blockprune.study import run_study
+from helpers.paths import ROOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -76,11 +76,11 @@ def test_analysis_notebook_runs_on_the_study(study):
     import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.read(CONFIG_DIR.parent / "notebooks" / "study_analysis.ipynb", as_version=4)
+    nb = nbformat.read(ROOT / "notebooks" / "study_analysis.ipynb", as_version=4)
     os.environ["BLOCKPRUNE_STUDY"] = str(study)
     try:
         NotebookClient(nb, timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": str(CONFIG_DIR.parent / "notebooks")}}).execute()
+                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     finally:
         del os.environ["BLOCKPRUNE_STUDY"]
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]

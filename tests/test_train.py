@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from blockprune import load_model
 from blockprune.main import train
 
-sys.path.insert(0, str(Path(__file__).parent))
-from jobs import make_cfg  # noqa: E402
+from helpers.jobs import make_cfg
 
 
 def _texts(cfg, n: int = 8) -> list[str]:

@@ -23,8 +23,9 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from blockprune.callbacks import LastCheckpoint
+from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.carbon import CarbonTracking
-from blockprune.atomic import atomic_path, remove_stale_temporaries, write_json
+from blockprune.atomic import MODEL_KIND, atomic_path, remove_stale_temporaries, write_json
 from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.benchmark import benchmark_models
@@ -36,31 +37,6 @@ from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
 from blockprune.validation import check_config
 
 log = logging.getLogger("blockprune")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "conf"
-
-
-def default_precision() -> str:
-    """Mixed precision where the device has it: bf16 on Ampere or newer, fp16 on older GPUs, fp32 on CPU."""
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32"
-
-
-def default_deterministic() -> bool:
-    """Deterministic algorithms where they are free: on CPU (measured: no slower, e5-small-mr
-    training step and forward pass); off on GPU, where some kernels are slower or refuse."""
-    return not torch.cuda.is_available()
-
-
-OmegaConf.register_new_resolver("blockprune_root", lambda: str(PROJECT_ROOT), replace=True)
-OmegaConf.register_new_resolver("blockprune_deterministic", default_deterministic, replace=True)
-OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
-OmegaConf.register_new_resolver(
-    "blockprune_first", lambda *values: next((v for v in values if v not in (None, "None", "")), None), replace=True
-)
-
 
 def typical_length(datamodule) -> int:
     """The sequence length a padded batch of this data usually has: the 95th percentile of the
@@ -152,7 +128,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         # The training loader is wrapped so that a resumed job sees the batches in the same order;
         # under DDP the other ranks start at this fit, running this job's command (see distributed.py).
-        with job_command_for_ranks(str(PROJECT_ROOT / "train.py"), trainer.world_size):
+        with job_command_for_ranks(str(entry_script()), trainer.world_size):
             trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
                         val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
         best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
@@ -184,7 +160,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         if cfg.save_model:
             model_dir = out_dir / "model"
-            with atomic_path(model_dir) as tmp:
+            with atomic_path(model_dir, kind=MODEL_KIND) as tmp:
                 module.model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
             results["model_dir"] = str(model_dir)
@@ -361,3 +337,7 @@ def main(cfg: DictConfig) -> float | None:
     finally:
         if "wandb" in sys.modules:  # one W&B run per job, also in a multirun
             sys.modules["wandb"].finish()
+
+
+if __name__ == "__main__":  # the installed package has no train.py
+    main()

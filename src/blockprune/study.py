@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from blockprune.errors import BlockpruneError
-from blockprune.main import CONFIG_DIR, PROJECT_ROOT
+from blockprune.config import CONFIG_DIR, entry_script, project_root
 from blockprune.report import log_to_wandb, write_report
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ def baseline_output(base_dir: Path, overrides: list[str]) -> list[str]:
 
 
 def _run(args: list[str]) -> int:
-    cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
+    cmd = [sys.executable, str(entry_script()), *args]
     log.info("study: %s", " ".join(cmd))
-    return subprocess.run(cmd, cwd=PROJECT_ROOT).returncode
+    return subprocess.run(cmd, cwd=project_root()).returncode
 
 
 def run_study(
@@ -65,7 +65,7 @@ def run_study(
     """
     overrides = list(overrides or [])
     study = study_settings(preset, overrides)
-    out = Path(out_dir or PROJECT_ROOT / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    out = Path(out_dir or project_root() / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     base_dir = Path(baseline) if baseline else out / "baseline"
     code = 0 if baseline else _run(
         [*baseline_output(base_dir, overrides), f"experiment={preset}", "prune=none", "distill=off", *overrides]

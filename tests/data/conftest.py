@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from helpers.paths import E5_DIR, SHC_CSV
 
-E5 = Path("/work/shared/models/e5-small-mr")
-SHC = Path("/work/shared/data/mahanews-shc/SHC_Valid.csv")
+E5 = E5_DIR
+SHC = SHC_CSV
 
 
 @pytest.fixture

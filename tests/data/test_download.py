@@ -194,7 +194,7 @@ def test_published_data_configs_name_remote_files_and_instantiate_offline(option
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from blockprune.main import CONFIG_DIR
+    from blockprune.config import CONFIG_DIR
 
     monkeypatch.setenv("BLOCKPRUNE_DATA_CACHE", str(tmp_path))
     GlobalHydra.instance().clear()

@@ -17,6 +17,7 @@ from blockprune.pruning import (
 )
 from blockprune.pruning.binarizers import kept_blocks
 from blockprune.pruning.patch import masked_layers
+from helpers.paths import E5_DIR
 
 LABELS = {"a": 0, "b": 1, "c": 2}
 
@@ -144,7 +145,7 @@ def test_head_with_all_blocks_empty_is_removed_and_one_with_a_live_block_kept(ti
     report = compact_model(tiny)
     assert report.heads_kept[0] == [0, 1, 3]
 
-    other = build_tiny_classifier(str(pytest.e5_dir), 3, {v: k for k, v in LABELS.items()}, LABELS, seed=0)
+    other = build_tiny_classifier(str(E5_DIR), 3, {v: k for k, v in LABELS.items()}, LABELS, seed=0)
     BlockPruning(0.25).patch(other)
     _kill_head(other, 0, 2, keep_one_block=True)
     for lin in masked_layers(other):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -32,9 +31,10 @@ from blockprune.pruning.vocab import (
     trim_vocabulary_folder,
     unk_rate,
 )
+from helpers.paths import E5_DIR, SHC_CSV
 
-E5 = Path("/work/shared/models/e5-small-mr")
-SHC_VALID = Path("/work/shared/data/mahanews-shc/SHC_Valid.csv")
+E5 = E5_DIR
+SHC_VALID = SHC_CSV
 
 _SUBJECTS = ["the farmer", "a teacher", "my neighbour", "the old doctor", "our minister", "every student"]
 _VERBS = ["reads", "writes about", "talks about", "remembers", "questions", "celebrates"]

@@ -9,7 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from blockprune.main import CONFIG_DIR
+from blockprune.config import CONFIG_DIR
 
 FAST = [
     "model=tiny",

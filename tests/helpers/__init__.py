@@ -1,0 +1,1 @@
+"""Test helpers as a package (``tests`` is on pytest's ``pythonpath``): tiny models, job configs, paths."""
