@@ -22,12 +22,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from blockprune.encoder import LAYOUT_KEY, resize_encoder
 from blockprune.errors import BlockpruneError
 
 log = logging.getLogger(__name__)
-
-#: Config key under which compaction records the per-layer layout (heads kept, FFN width).
-LAYOUT_KEY = "blockprune_layout"
 
 
 @functools.lru_cache(maxsize=None)
@@ -191,8 +189,6 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     layout = getattr(config, LAYOUT_KEY, None)
     if layout is None:
         return AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
-    from blockprune.pruning.compact import resize_encoder  # local: pruning imports models
-
     model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
     resize_encoder(model, layout)
     weights = path / "model.safetensors"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.paths import E5_DIR
 
 from blockprune.errors import ConfigError
 from blockprune.models import build_tiny_classifier, load_model
@@ -17,7 +18,6 @@ from blockprune.pruning import (
 )
 from blockprune.pruning.binarizers import kept_blocks
 from blockprune.pruning.patch import masked_layers
-from helpers.paths import E5_DIR
 
 LABELS = {"a": 0, "b": 1, "c": 2}
 
@@ -66,8 +66,8 @@ def test_patching_is_structural_and_keeps_embeddings_dense(tiny):
     assert not isinstance(tiny.classifier, BlockMaskedLinear)
     assert not isinstance(tiny.bert.pooler.dense, BlockMaskedLinear)
     layer = find_encoder_layers(tiny)[0]
-    assert layer.intermediate.dense.mask_scores is layer.output.dense.mask_scores  # one score per neuron
-    assert layer.attention.query.mask_scores.shape == (4, 4)  # 128x128 in 32x32 blocks
+    assert layer.linear("ffn_in").mask_scores is layer.linear("ffn_out").mask_scores  # one score per neuron
+    assert layer.linear("q").mask_scores.shape == (4, 4)  # 128x128 in 32x32 blocks
 
 
 def test_sparsity_zero_gives_the_dense_model(tiny):
@@ -131,10 +131,10 @@ def _kill_head(model, layer_idx: int, head: int, keep_one_block: bool = False) -
             lin.mask_scores.fill_(1.0)
         for name in ("query", "key", "value"):
             getattr(layer.attention, name).mask_scores[head].fill_(-1.0)
-        layer.attention_output.dense.mask_scores[:, head].fill_(-1.0)
+        layer.linear("o").mask_scores[:, head].fill_(-1.0)
         if keep_one_block:
             layer.attention.value.mask_scores[head, 0] = 2.0
-            layer.attention_output.dense.mask_scores[0, head] = 2.0
+            layer.linear("o").mask_scores[0, head] = 2.0
 
 
 def test_head_with_all_blocks_empty_is_removed_and_one_with_a_live_block_kept(tiny):
@@ -251,7 +251,7 @@ def test_head_mode_prunes_whole_heads_and_compacts_exactly(tiny):
     BlockPruning(0.5, attention_block="head").patch(tiny)
     layer = find_encoder_layers(tiny)[0]
     att = layer.attention
-    assert att.query.mask_scores is att.key.mask_scores is att.value.mask_scores is layer.attention_output.dense.mask_scores
+    assert att.query.mask_scores is att.key.mask_scores is att.value.mask_scores is layer.linear("o").mask_scores
     _randomize_scores(tiny, seed=3)
     _set_sparsity(tiny, 0.5)
     masked = tiny(**_inputs()).logits

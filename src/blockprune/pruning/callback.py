@@ -117,18 +117,16 @@ def sparsity_stats(model: nn.Module) -> dict[str, float]:
     size = {"attention": 0, "ffn": 0}
     heads_alive = ffn_alive = 0
     for layer in find_encoder_layers(model):
-        att = layer.attention
-        masks = {name: _mask(getattr(att, name)) for name in ("query", "key", "value")}
-        masks["output"] = _mask(layer.attention_output.dense)
-        ffn_masks = (_mask(layer.intermediate.dense), _mask(layer.output.dense))
+        masks = {role: _mask(layer.linear(role)) for role in layer.roles}  # roles: see blockprune.encoder
+        ffn_masks = (masks.pop("ffn_in"), masks.pop("ffn_out"))
         for kind, group in (("attention", masks.values()), ("ffn", ffn_masks)):
             for mask in group:
                 removed[kind] += float((mask == 0).sum())
                 size[kind] += mask.numel()
-        v_alive = (masks["value"].view(layer.num_heads, -1) != 0).any(1)
-        o_alive = (masks["output"].t().reshape(layer.num_heads, -1) != 0).any(1)
+        v_alive = (layer.value_rows(masks["qkv" if "qkv" in masks else "v"]) != 0).flatten(1).any(1)
+        o_alive = (layer.output_cols(masks["o"]) != 0).flatten(1).any(1)
         heads_alive += int((v_alive & o_alive).sum())
-        ffn_alive += int(((ffn_masks[0] != 0).any(1) & (ffn_masks[1] != 0).any(0)).sum())
+        ffn_alive += int(((layer.ffn_rows(ffn_masks[0]) != 0).flatten(1).any(1) & (ffn_masks[1] != 0).any(0)).sum())
     return {
         "sparsity_attention": removed["attention"] / size["attention"],
         "sparsity_ffn": removed["ffn"] / size["ffn"],

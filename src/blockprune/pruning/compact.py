@@ -16,9 +16,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from blockprune.models import LAYOUT_KEY
+from blockprune.encoder import (
+    LAYOUT_KEY,
+    EncoderLayer,
+    compacted_layout,
+    find_encoder_layers,
+)
 from blockprune.pruning.masked_linear import BlockMaskedLinear
-from blockprune.pruning.patch import EncoderLayer, find_encoder_layers
 
 
 @dataclass
@@ -49,63 +53,58 @@ def _unmasked(linear: nn.Module, bias_from: nn.Linear) -> nn.Linear:
     return dense.to(linear.weight.device, linear.weight.dtype)
 
 
-def _slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
-    weight = linear.weight.detach()
-    bias = linear.bias.detach() if linear.bias is not None else None
-    if rows is not None:
-        weight = weight[rows]
-        bias = bias[rows] if bias is not None else None
-    if cols is not None:
-        weight = weight[:, cols]
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
-
-
-def _compact_attention(layer: EncoderLayer, fill_heads: bool) -> list[int]:
-    att = layer.attention
-    originals = [getattr(att, n) for n in ("query", "key", "value")] + [layer.attention_output.dense]
-    q, k, v, o = (_baked(m) for m in originals)
-    dh, n_heads = layer.head_dim, layer.num_heads
-    v_rows = v.weight.detach().view(n_heads, dh, -1)
-    o_cols = o.weight.detach().view(o.out_features, n_heads, dh)
+@torch.no_grad()
+def _heads_to_keep(layer: EncoderLayer, linears: dict[str, nn.Linear]) -> list[int]:
+    """Heads that still contribute; folds the value bias of removed heads into O's bias."""
+    v, o = linears["qkv" if "qkv" in linears else "v"], linears["o"]
+    v_rows, o_cols = layer.value_rows(v.weight), layer.output_cols(o.weight)
     v_dead = (v_rows == 0).flatten(1).all(1)
-    o_dead = (o_cols == 0).permute(1, 0, 2).flatten(1).all(1)
-    removable = v_dead | o_dead
+    o_dead = (o_cols == 0).flatten(1).all(1)
+    v_bias = layer.value_rows(v.bias) if v.bias is not None else torch.zeros_like(v_rows[..., 0])
+    constant = v_dead & ~o_dead & (v_bias != 0).any(1)  # outputs O_h @ bias_v,h at every position
+    removable = o_dead | (v_dead & (~constant | (o.bias is not None)))  # a constant needs O's bias to fold into
     if removable.all():  # transformers needs at least one head; keep the one with most weight left
-        alive_weights = (v_rows != 0).flatten(1).sum(1) + (o_cols != 0).permute(1, 0, 2).flatten(1).sum(1)
+        alive_weights = (v_rows != 0).flatten(1).sum(1) + (o_cols != 0).flatten(1).sum(1)
         removable[int(alive_weights.argmax())] = False
-    kept = [h for h in range(n_heads) if not removable[h]]
-    with torch.no_grad():
-        for h in range(n_heads):
-            if removable[h] and not o_dead[h] and v.bias is not None:
-                o.bias += o.weight[:, h * dh : (h + 1) * dh] @ v.bias[h * dh : (h + 1) * dh]
+    for h in (removable & constant).nonzero().flatten().tolist():
+        o.bias += o_cols[h] @ v_bias[h]
+    return [h for h in range(removable.numel()) if not removable[h]]
+
+
+@torch.no_grad()
+def _neurons_to_keep(layer: EncoderLayer, fin: nn.Linear, fout: nn.Linear) -> torch.Tensor:
+    """FFN neurons that still depend on the input; folds constant ones into the output bias.
+
+    A neuron whose input row is empty outputs act(bias) (gated: act(input) * gate, with an
+    empty part giving its bias), a constant; it vanishes when that constant is zero.
+    """
+    parts_dead = (layer.ffn_rows(fin.weight) == 0).all(-1)  # (neurons, parts)
+    bias = layer.ffn_rows(fin.bias) if fin.bias is not None else torch.zeros_like(parts_dead, dtype=fin.weight.dtype)
+    out_dead = (fout.weight == 0).all(0)
+    act_in = layer.act(bias[:, 0])
+    if layer.gated:
+        in_dead, gate_dead = parts_dead[:, 0], parts_dead[:, 1]
+        zero = (in_dead & (act_in == 0)) | (gate_dead & (bias[:, 1] == 0))
+        constant, value = in_dead & gate_dead & ~zero, act_in * bias[:, 1]
+    else:
+        zero = parts_dead[:, 0] & (act_in == 0)
+        constant, value = parts_dead[:, 0] & ~zero, act_in
+    fold = constant & ~out_dead if fout.bias is not None else torch.zeros_like(constant)
+    if fold.any():
+        fout.bias += fout.weight[:, fold] @ value[fold]
+    return (~(out_dead | zero | fold)).nonzero().flatten()
+
+
+def _compact_layer(layer: EncoderLayer, fill_heads: bool) -> tuple[list[int], int]:
+    originals = {role: layer.linear(role) for role in layer.roles}
+    linears = {role: _baked(m) for role, m in originals.items()}
+    kept = _heads_to_keep(layer, linears)
+    neurons = _neurons_to_keep(layer, linears["ffn_in"], linears["ffn_out"])
     if fill_heads:  # kept heads get their blocks back (nn_pruning's "filled"); fine-tune afterwards
-        q, k, v, o = (_unmasked(m, baked) for m, baked in zip(originals, (q, k, v, o)))
-    idx = torch.tensor([h * dh + i for h in kept for i in range(dh)], dtype=torch.long, device=q.weight.device)
-    att.query, att.key, att.value = (_slice_linear(m, rows=idx) for m in (q, k, v))
-    layer.attention_output.dense = _slice_linear(o, cols=idx)
-    att.num_attention_heads = len(kept)
-    att.all_head_size = len(kept) * dh
-    return kept
-
-
-def _compact_ffn(layer: EncoderLayer) -> int:
-    fin, fout = _baked(layer.intermediate.dense), _baked(layer.output.dense)
-    in_dead = (fin.weight.detach() == 0).all(1)
-    out_dead = (fout.weight.detach() == 0).all(0)
-    act = layer.intermediate.intermediate_act_fn
-    with torch.no_grad():
-        fold = in_dead & ~out_dead
-        if fold.any() and fin.bias is not None:
-            fout.bias += fout.weight[:, fold] @ act(fin.bias[fold])
-    keep = (~(in_dead | out_dead)).nonzero().flatten()
-    layer.intermediate.dense = _slice_linear(fin, rows=keep)
-    layer.output.dense = _slice_linear(fout, cols=keep)
-    return int(keep.numel())
+        for role in layer.attention_roles:
+            linears[role] = _unmasked(originals[role], linears[role])
+    layer.keep(kept, neurons, linears)
+    return kept, int(neurons.numel())
 
 
 def compact_model(model: nn.Module, fill_heads: bool = False) -> CompactionReport:
@@ -118,28 +117,7 @@ def compact_model(model: nn.Module, fill_heads: bool = False) -> CompactionRepor
     """
     layers = find_encoder_layers(model)
     heads_total = sum(layer.num_heads for layer in layers)
-    ffn_total = sum(layer.intermediate.dense.out_features for layer in layers)
-    heads_kept = [_compact_attention(layer, fill_heads) for layer in layers]
-    ffn_kept = [_compact_ffn(layer) for layer in layers]
-    setattr(
-        model.config,
-        LAYOUT_KEY,
-        {"num_heads": [len(h) for h in heads_kept], "intermediate_sizes": ffn_kept, "head_dim": layers[0].head_dim},
-    )
-    return CompactionReport(heads_kept, ffn_kept, heads_total, ffn_total)
-
-
-def resize_encoder(model: nn.Module, layout: dict) -> None:
-    """Give a freshly built model the layer widths recorded by ``compact_model`` (weights come next)."""
-    layers = find_encoder_layers(model)
-    if len(layers) != len(layout["num_heads"]):
-        raise ValueError(f"layout has {len(layout['num_heads'])} layers, the model {len(layers)}")
-    dh = layout["head_dim"]
-    for layer, heads, ffn in zip(layers, layout["num_heads"], layout["intermediate_sizes"]):
-        att, hidden = layer.attention, layer.attention.query.in_features
-        for name in ("query", "key", "value"):
-            setattr(att, name, nn.Linear(hidden, heads * dh))
-        layer.attention_output.dense = nn.Linear(heads * dh, hidden)
-        att.num_attention_heads, att.all_head_size = heads, heads * dh
-        layer.intermediate.dense = nn.Linear(hidden, ffn)
-        layer.output.dense = nn.Linear(ffn, hidden)
+    ffn_total = sum(layer.ffn_size for layer in layers)
+    kept = [_compact_layer(layer, fill_heads) for layer in layers]
+    setattr(model.config, LAYOUT_KEY, compacted_layout(model))
+    return CompactionReport([h for h, _ in kept], [n for _, n in kept], heads_total, ffn_total)

@@ -15,6 +15,10 @@ class BlockMaskedLinear(nn.Linear):
     weight): the feed-forward pair uses one score per intermediate neuron, i.e. rows of the
     first layer and columns of the second. The mask depends only on the scores and the
     current ``sparsity`` buffer, so training and evaluation see the same mask.
+
+    ``tile_rows`` repeats the score grid that many times down the rows: a fused QKV weight
+    ([Q; K; V]) in head mode, or a gated FFN input ([input; gate]), has one score per head or
+    neuron shared by its row blocks in each part.
     """
 
     def __init__(
@@ -23,6 +27,7 @@ class BlockMaskedLinear(nn.Linear):
         block_shape: tuple[int, int],
         binarizer: object | None = None,
         mask_scores: nn.Parameter | None = None,
+        tile_rows: int = 1,
     ) -> None:
         out_features, in_features = linear.weight.shape
         rows, cols = block_shape
@@ -36,6 +41,10 @@ class BlockMaskedLinear(nn.Linear):
         self.block_shape = (rows, cols)
         self.binarizer = binarizer or TopKBinarizer()
         grid = (out_features // rows, in_features // cols)
+        if grid[0] % tile_rows:
+            raise ValueError(f"{grid[0]} row blocks cannot be split into {tile_rows} equal parts")
+        self.tile_rows = tile_rows
+        grid = (grid[0] // tile_rows, grid[1])  # the score grid; the mask repeats it tile_rows times
         if mask_scores is None:
             mask_scores = nn.Parameter(torch.zeros(grid, device=linear.weight.device))
         if mask_scores.numel() != grid[0] * grid[1]:
@@ -58,7 +67,8 @@ class BlockMaskedLinear(nn.Linear):
 
     def block_mask(self) -> torch.Tensor:
         """0/1 mask with one entry per block (differentiable w.r.t. scores by straight-through)."""
-        return self.binarizer(self.mask_scores.view(self.grid), self._sparsity).view(self.grid)
+        mask = self.binarizer(self.mask_scores.view(self.grid), self._sparsity).view(self.grid)
+        return mask.repeat(self.tile_rows, 1) if self.tile_rows > 1 else mask
 
     def weight_mask(self) -> torch.Tensor:
         rows, cols = self.block_shape
@@ -67,6 +77,7 @@ class BlockMaskedLinear(nn.Linear):
     def masked_weight(self) -> torch.Tensor:
         """Weight times mask, broadcasting the block mask over each block (no full-size mask)."""
         (grid_rows, grid_cols), (rows, cols) = self.grid, self.block_shape
+        grid_rows *= self.tile_rows
         blocks = self.weight.view(grid_rows, rows, grid_cols, cols)
         mask = self.block_mask().to(self.weight.dtype).view(grid_rows, 1, grid_cols, 1)
         return (blocks * mask).view(self.out_features, self.in_features)

@@ -1,81 +1,65 @@
-"""Finding the prunable linear layers of a BERT-family encoder by structure, and masking them."""
+"""Masking the prunable linears of an encoder (found through ``blockprune.encoder``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import torch
 from torch import nn
 
+from blockprune.encoder import EncoderLayer, find_encoder_layers
 from blockprune.pruning.masked_linear import BlockMaskedLinear
 
-
-@dataclass
-class EncoderLayer:
-    """The parts of one transformer layer that pruning and compaction touch."""
-
-    attention: nn.Module  # has .query/.key/.value
-    attention_output: nn.Module  # has .dense (columns = heads)
-    intermediate: nn.Module  # has .dense (rows = FFN neurons)
-    output: nn.Module  # has .dense (columns = FFN neurons)
-
-    @property
-    def head_dim(self) -> int:
-        return self.attention.attention_head_size
-
-    @property
-    def num_heads(self) -> int:
-        return self.attention.query.out_features // self.head_dim
-
-
-def _is_linear(module: object) -> bool:
-    return isinstance(module, nn.Linear)
-
-
-def find_encoder_layers(model: nn.Module) -> list[EncoderLayer]:
-    """Every transformer layer shaped like BERT's (BERT, MuRIL, RoBERTa, XLM-R, e5, ...).
-
-    A layer is recognised by its structure, not by names: an attention block with
-    query/key/value linears and an output projection, then an intermediate and output linear.
-    """
-    layers = []
-    for module in model.modules():
-        attention = getattr(module, "attention", None)
-        self_attn = getattr(attention, "self", None)
-        attn_out = getattr(attention, "output", None)
-        intermediate = getattr(module, "intermediate", None)
-        output = getattr(module, "output", None)
-        if (
-            self_attn is not None
-            and all(_is_linear(getattr(self_attn, n, None)) for n in ("query", "key", "value"))
-            and _is_linear(getattr(attn_out, "dense", None))
-            and _is_linear(getattr(intermediate, "dense", None))
-            and _is_linear(getattr(output, "dense", None))
-        ):
-            layers.append(EncoderLayer(self_attn, attn_out, intermediate, output))
-    if not layers:
-        raise ValueError(
-            f"{type(model).__name__} has no BERT-shaped encoder layers (attention.self.query/key/value, "
-            "attention.output.dense, intermediate.dense, output.dense); block pruning supports BERT-family encoders."
-        )
-    return layers
+__all__ = ["EncoderLayer", "check_block_shape", "find_encoder_layers", "layer_mask", "masked_layers", "patch_encoder"]
 
 
 def masked_layers(model: nn.Module) -> list[BlockMaskedLinear]:
     return [m for m in model.modules() if isinstance(m, BlockMaskedLinear)]
 
 
+def layer_mask(linear: nn.Module) -> torch.Tensor:
+    """The 0/1 weight mask of a linear (all ones for a plain one)."""
+    return linear.weight_mask() if isinstance(linear, BlockMaskedLinear) else torch.ones_like(linear.weight)
+
+
 def check_block_shape(model: nn.Module, block_shape: tuple[int, int]) -> None:
-    """Fail before training when the attention block shape does not tile every attention matrix."""
+    """Fail before training when the attention block shape does not tile every attention matrix.
+
+    For a fused QKV weight each of Q, K and V must be tiled on its own, so a block never
+    straddles two of them.
+    """
     rows, cols = block_shape
     for i, layer in enumerate(find_encoder_layers(model)):
-        for name, lin in (("query", layer.attention.query), ("attention output", layer.attention_output.dense)):
-            out_f, in_f = lin.weight.shape
+        a, hidden = layer.attention_width, layer.hidden_size
+        for name, (out_f, in_f) in (("query", (a, hidden)), ("attention output", (hidden, a))):
             if out_f % rows or in_f % cols:
                 raise ValueError(
                     f"prune.attention_block={list(block_shape)} does not divide layer {i}'s {name} weight "
                     f"({out_f}x{in_f}); choose sizes that divide {out_f} and {in_f} (e.g. the head size "
                     f"{layer.head_dim})."
                 )
+
+
+def _patch_heads(layer: EncoderLayer, binarizer_factory) -> None:
+    """One score per head, shared by its Q/K/V rows and O columns (fused QKV: tiled over the three)."""
+    hidden, dh = layer.hidden_size, layer.head_dim
+    shared = None
+    for role in layer.attention_roles:
+        if role == "o":
+            masked = BlockMaskedLinear(layer.linear(role), (hidden, dh), binarizer_factory(), shared)
+        else:
+            tile = 3 if role == "qkv" else 1
+            masked = BlockMaskedLinear(layer.linear(role), (dh, hidden), binarizer_factory(), shared, tile_rows=tile)
+        shared = masked.mask_scores
+        layer.set_linear(role, masked)
+
+
+def _patch_ffn(layer: EncoderLayer, binarizer_factory) -> None:
+    """One score per neuron, shared by its input row(s) (gated: input and gate) and its output column."""
+    fin, fout = layer.linear("ffn_in"), layer.linear("ffn_out")
+    tile = 2 if layer.gated else 1
+    ffn_in = BlockMaskedLinear(fin, (1, fin.weight.shape[1]), binarizer_factory(), tile_rows=tile)
+    ffn_out = BlockMaskedLinear(fout, (fout.weight.shape[0], 1), binarizer_factory(), ffn_in.mask_scores)
+    layer.set_linear("ffn_in", ffn_in)
+    layer.set_linear("ffn_out", ffn_out)
 
 
 def patch_encoder(
@@ -94,21 +78,10 @@ def patch_encoder(
     if block_shape is not None:
         check_block_shape(model, block_shape)
     for layer in find_encoder_layers(model):
-        att, out = layer.attention, layer.attention_output
         if block_shape is None:
-            hidden, dh = att.query.in_features, layer.head_dim
-            q = BlockMaskedLinear(att.query, (dh, hidden), binarizer_factory())
-            shared = q.mask_scores
-            att.query = q
-            att.key = BlockMaskedLinear(att.key, (dh, hidden), binarizer_factory(), mask_scores=shared)
-            att.value = BlockMaskedLinear(att.value, (dh, hidden), binarizer_factory(), mask_scores=shared)
-            out.dense = BlockMaskedLinear(out.dense, (out.dense.out_features, dh), binarizer_factory(), mask_scores=shared)
+            _patch_heads(layer, binarizer_factory)
         else:
-            for name in ("query", "key", "value"):
-                setattr(att, name, BlockMaskedLinear(getattr(att, name), block_shape, binarizer_factory()))
-            out.dense = BlockMaskedLinear(out.dense, block_shape, binarizer_factory())
-        ffn_in = BlockMaskedLinear(layer.intermediate.dense, (1, layer.intermediate.dense.in_features), binarizer_factory())
-        hidden = layer.output.dense.out_features
-        ffn_out = BlockMaskedLinear(layer.output.dense, (hidden, 1), binarizer_factory(), mask_scores=ffn_in.mask_scores)
-        layer.intermediate.dense, layer.output.dense = ffn_in, ffn_out
+            for role in layer.attention_roles:
+                layer.set_linear(role, BlockMaskedLinear(layer.linear(role), block_shape, binarizer_factory()))
+        _patch_ffn(layer, binarizer_factory)
     return masked_layers(model)
