@@ -229,3 +229,26 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if len(v) == 0:
         return math.nan, math.nan
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def predict_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64) -> list[int]:
+    """Predicted label ids of ``model`` on raw texts through its own tokenizer."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True,
+                            return_tensors="pt")
+            preds.append(model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu())
+    return torch.cat(preds).tolist() if preds else []
+
+
+def evaluate_texts(model, tokenizer, texts: list[str], labels: list[int], max_length: int,
+                   batch_size: int = 64) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``model`` on raw texts through its own tokenizer: the re-test of
+    a model whose tokenizer changed (vocabulary trimming), where the job's tokenised data no longer fits."""
+    pred = predict_texts(model, tokenizer, texts, max_length, batch_size)
+    return record_metrics(prediction_record(range(len(texts)), labels, pred), model.config.num_labels)

@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from blockprune.distill import TEACHER_LOGITS, Distillation
+from blockprune.distill import Distillation
 
 #: Parameters whose names end like this are learned pruning scores (own LR, no weight decay).
 SCORES_SUFFIX = "mask_scores"
@@ -48,17 +48,20 @@ class ClassifierModule(L.LightningModule):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        #: The last test run's predicted label per example, in the test loader's order: what a
+        #: paired comparison with another model on the same examples needs (blockprune.evaluation).
+        self.test_predictions: list[int] = []
+        self._test_batches: list[torch.Tensor] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         return self.model(**inputs).logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch)
-        if self.distillation is not None:
-            losses = self.distillation.loss(logits, batch[TEACHER_LOGITS], batch["labels"])
+        if self.distillation is not None:  # the student's forward pass, with what the teacher's losses need
+            losses = self.distillation.training_loss(self.model, batch)
         else:
-            losses = {"loss": nn.functional.cross_entropy(logits, batch["labels"])}
+            losses = {"loss": nn.functional.cross_entropy(self(batch), batch["labels"])}
         penalties = [m.regularization_loss() for m in self._regularized()]
         if penalties:
             losses["prune_reg"] = torch.stack(penalties).sum()
@@ -74,17 +77,37 @@ class ClassifierModule(L.LightningModule):
                                          and not getattr(getattr(m, "binarizer", None), "name", "") == "topk"]
         return self._regularized_modules
 
-    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
+    def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits = self(batch)
         self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, batch["labels"]), on_epoch=True, sync_dist=True)
         metrics.update(logits, batch["labels"])
         self.log_dict(metrics, on_epoch=True, prog_bar=stage == "val")
+        return logits
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_batches = []
+
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics, "test")
+        logits = self._eval_step(batch, self.test_metrics, "test")
+        self._test_batches.append(logits.argmax(-1).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        local = torch.cat(self._test_batches).tolist() if self._test_batches else []
+        self._test_batches = []
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        if world == 1:
+            self.test_predictions = local
+            return
+        # Under DDP each rank tested examples rank, rank + world, ... (UnrepeatedDistributedSampler).
+        shares: list[list[int]] = [[] for _ in range(world)]
+        torch.distributed.all_gather_object(shares, local)
+        merged = [0] * sum(map(len, shares))
+        for rank, share in enumerate(shares):
+            merged[rank::world] = share
+        self.test_predictions = merged
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "scores": []}

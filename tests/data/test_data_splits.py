@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from blockprune.data import check_splits, split_records
+from blockprune.data.splits import assign_folds, cv_split, example_ids
 from blockprune.errors import ConfigError, DataError
 
 
@@ -85,3 +86,63 @@ def test_leakage_policies():
     assert len(out["test"]) == 3
     with pytest.raises(DataError, match=r"va.csv: 1 row\(s\).*tr.csv.*cross_split_leakage"):
         check_splits(splits, names, "fail")
+
+
+# ----------------------------------------------------------------- cross-validation folds
+
+CV_COUNTS = {"A": 23, "B": 17, "C": 9, "D": 5}
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_folds_stratified_grouped_and_balanced(balanced_rows, k):
+    rows = balanced_rows(CV_COUNTS)
+    df = frame(rows + rows[:6] + rows[30:33])  # duplicate texts: always in one fold
+    folds = assign_folds(df, k, seed=3)
+    assert set(folds) == set(range(k))
+    assert df.assign(f=folds).groupby("text")["f"].nunique().max() == 1
+    distinct = df.drop_duplicates("text").assign(f=assign_folds(df.drop_duplicates("text"), k, seed=3))
+    sizes = distinct["f"].value_counts()
+    assert sizes.max() - sizes.min() <= 1
+    for label, n in CV_COUNTS.items():
+        per_fold = distinct[distinct["label"] == label]["f"].value_counts().reindex(range(k), fill_value=0)
+        assert (abs(per_fold - n / k) < 1).all(), (label, per_fold.tolist())
+
+
+def test_every_example_tested_once_and_val_from_training_folds(balanced_rows):
+    df = frame(balanced_rows(CV_COUNTS))
+    tested = []
+    for fold in range(4):
+        out = cv_split(df, 4, fold, val_fraction=0.2, seed=9)
+        texts = [set(out[s]["text"]) for s in ("train", "val", "test")]
+        assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+        assert sum(len(t) for t in texts) == len(df)
+        assert set(out["val"]["label"]) == set(CV_COUNTS)  # stratified validation
+        assert abs(len(out["val"]) - 0.2 * (len(df) - len(out["test"]))) <= len(CV_COUNTS)
+        assert out["test"]["row"].is_monotonic_increasing
+        tested += out["test"]["text"].tolist()
+    assert sorted(tested) == sorted(df["text"])
+
+
+def test_same_folds_whatever_the_row_order_and_only_seed_changes_them(balanced_rows):
+    df = frame(balanced_rows(CV_COUNTS))
+    shuffled = df.sample(frac=1, random_state=1)
+    a = dict(zip(df["text"], assign_folds(df, 5, seed=42)))
+    b = dict(zip(shuffled["text"], assign_folds(shuffled, 5, seed=42)))
+    c = dict(zip(df["text"], assign_folds(df, 5, seed=43)))
+    assert a == b and a != c
+
+
+def test_cv_errors(balanced_rows):
+    df = frame(balanced_rows({"A": 10, "Rare": 2}))
+    with pytest.raises(ConfigError, match="data.cv_folds"):
+        assign_folds(df, 1)
+    with pytest.raises(ConfigError, match="data.cv_fold"):
+        cv_split(df, 2, 2, 0.1)
+    with pytest.raises(DataError, match=r"label 'Rare' has too few distinct texts outside CV fold"):
+        cv_split(df, 2, 0, 0.1, source="x.csv")
+
+
+def test_example_ids_stable_and_unique():
+    ids = example_ids(["a", "b", "a"])
+    assert ids[0] != ids[1] and ids[2] == ids[0] + "#2"
+    assert example_ids(["b"]) == [ids[1]]

@@ -22,7 +22,7 @@ from blockprune.atomic import write_json
 from blockprune.data import download
 from blockprune.data.quality import QualityReport, clean_records, resolve_policy
 from blockprune.data.reading import read_records
-from blockprune.data.splits import SPLITS, check_splits, split_records
+from blockprune.data.splits import SPLITS, check_splits, cv_split, example_ids, split_records
 from blockprune.data.tokens import length_stats, load_or_encode
 from blockprune.errors import ConfigError, DataError
 
@@ -93,6 +93,10 @@ class TextClassificationDataModule(LightningDataModule):
     Each of ``file``/``train_file``/``val_file``/``test_file`` is a local path (used as is) or
     a remote spec ``{url: ..., sha256: ...}``, downloaded once into ``download_dir`` and
     verified (``blockprune.data.download``) when the data is first prepared.
+
+    ``cv_folds=K`` pools all given rows (``file``, or the train/val/test files together) and
+    serves CV fold ``cv_fold`` (0..K-1) as the test split, with validation taken from the other
+    folds (the ``split`` ratio of train to val); ``blockprune.crossval`` runs the K fits.
     """
 
     def __init__(
@@ -115,6 +119,8 @@ class TextClassificationDataModule(LightningDataModule):
         output_dir: str | None = None,
         cache_dir: str | None = None,
         download_dir: str | None = None,
+        cv_folds: int | None = None,
+        cv_fold: int | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer_name = str(tokenizer)
@@ -133,6 +139,8 @@ class TextClassificationDataModule(LightningDataModule):
         self.limit = dict(_plain(limit) or {})
         self.output_dir = output_dir
         self.cache_dir = cache_dir
+        self.cv_folds = cv_folds
+        self.cv_fold = 0 if cv_fold is None else cv_fold
         self._validate_args()
         self._tokenizer: Any = None
         self._prepared = False
@@ -159,6 +167,11 @@ class TextClassificationDataModule(LightningDataModule):
                 raise ConfigError(f"data.limit.{key}: unknown split; use keys {list(SPLITS)}.")
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"data.limit.{key}: must be a positive integer or null, got {value!r}.")
+        if self.cv_folds is not None and self.limit.get("test"):
+            raise ConfigError(
+                "data.limit.test cannot be combined with data.cv_folds: cross-validation tests every example "
+                "once. Fix: drop data.limit.test (data.limit.train/val still apply)."
+            )
         # remote specs ({url, sha256}) are checked here, before any network use
         self.remote = {
             key: download.check_spec(f"data.{key}", value) for key, value in self._file_keys() if download.is_remote(value)
@@ -250,6 +263,11 @@ class TextClassificationDataModule(LightningDataModule):
         self._prepare()
         return self._frame(split)["text"].tolist()
 
+    def example_ids(self, split: str) -> list[str]:
+        """Stable ids of ``split``'s examples in dataset order (a hash of the text), to pair the
+        predictions of two jobs on the same data example by example."""
+        return example_ids(self.texts(split))
+
     def labels(self, split: str) -> list[int]:
         """Label ids of ``split`` in dataset order."""
         self._prepare()
@@ -286,6 +304,8 @@ class TextClassificationDataModule(LightningDataModule):
         """Cleaned splits, quality report per source, leakage counts. Raises before any write."""
         kw = dict(text_column=self.text_column, label_column=self.label_column)
         reports: dict[str, QualityReport] = {}
+        if self.cv_folds is not None:
+            return self._read_and_fold(kw, reports)
         if self.file:
             name = str(self.file)
             frame, reports[name] = clean_records(read_records(self.file, **kw), self.quality, name)
@@ -303,6 +323,23 @@ class TextClassificationDataModule(LightningDataModule):
         for s in ("train", "val"):
             if splits[s].empty:
                 raise DataError(f"{names[s]}: no rows left for {s} (after leakage removal). Fix: add data or adjust data.split.")
+        return splits, {k: r.to_dict() for k, r in reports.items()}, leakage, reports
+
+    def _read_and_fold(
+        self, kw: dict[str, str], reports: dict[str, QualityReport]
+    ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], dict[str, int], dict[str, QualityReport]]:
+        """Cleaned rows of every given file pooled, then split into this CV fold's train/val/test."""
+        sources = [self.file] if self.file else [f for f in self.files.values() if f is not None]
+        frames = []
+        for path in sources:
+            frame, reports[str(path)] = clean_records(read_records(path, **kw), self.quality, str(path))
+            frames.append(frame)
+        name = " + ".join(map(str, sources))
+        pooled = pd.concat(frames, ignore_index=True)
+        train, val = self.split_fractions[:2]
+        splits = cv_split(pooled, self.cv_folds, self.cv_fold, val / (train + val), self.seed, source=name)
+        names = {s: f"{name} (CV fold {self.cv_fold}, {s})" for s in SPLITS}
+        splits, leakage = check_splits(splits, names, self.quality["cross_split_leakage"])
         return splits, {k: r.to_dict() for k, r in reports.items()}, leakage, reports
 
     def _limited(self, split: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -341,7 +378,8 @@ class TextClassificationDataModule(LightningDataModule):
             "seed": self.seed,
             "source": {"file": self.file} if self.file else {"files": self.files},
             "remote": self.remote or None,
-            "split_fractions": self.split_fractions if self.file else None,
+            "split_fractions": self.split_fractions if self.file or self.cv_folds else None,
+            "cv": {"folds": self.cv_folds, "fold": self.cv_fold} if self.cv_folds else None,
             "quality_policy": self.quality,
             "quality": quality,
             "split_sizes": {s: len(frames[s]) for s in SPLITS},

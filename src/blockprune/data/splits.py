@@ -1,4 +1,5 @@
-"""Stratified, seeded, text-grouped train/val/test splits and checks on given split files.
+"""Stratified, seeded, text-grouped train/val/test splits, K-fold CV splits, and checks on
+given split files.
 
 Scores on a test set are only honest if no test text was seen in training and every test
 label can be predicted, so splitting groups rows by text and the checks enforce both.
@@ -6,6 +7,7 @@ label can be predicted, so splitting groups rows by text and the checks enforce 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -41,6 +43,15 @@ def _allocate(n: int, fractions: list[float]) -> list[int]:
     return counts
 
 
+def _text_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per distinct text with its label: the most frequent (only differs if conflicting labels were kept)."""
+    return (
+        df.groupby(["text", "label"]).size().reset_index(name="n")
+        .sort_values(["text", "n", "label"], ascending=[True, False, True])
+        .drop_duplicates("text")
+    )
+
+
 def split_records(
     df: pd.DataFrame, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42, source: str = "data"
 ) -> dict[str, pd.DataFrame]:
@@ -55,12 +66,7 @@ def split_records(
     """
     fr = _check_fractions(fractions)
     used = sum(f > 0 for f in fr)
-    # one label per text group: the most frequent (only differs if conflicting labels were kept)
-    groups = (
-        df.groupby(["text", "label"]).size().reset_index(name="n")
-        .sort_values(["text", "n", "label"], ascending=[True, False, True])
-        .drop_duplicates("text")
-    )
+    groups = _text_groups(df)
     assignment: dict[str, str] = {}
     rng = np.random.default_rng(seed)
     for label, texts in groups.groupby("label", sort=True)["text"]:
@@ -80,6 +86,76 @@ def split_records(
             start += c
     which = df["text"].map(assignment)
     return {name: df.loc[which == name].sort_values("row").reset_index(drop=True) for name in SPLITS}
+
+
+def example_ids(texts: Sequence[str]) -> list[str]:
+    """A stable id per example: a hash of its cleaned text (``#2``, ``#3`` for repeats).
+
+    Two jobs on the same data give an example the same id whatever the split, fold or row
+    order, so their test predictions can be paired example by example.
+    """
+    seen: dict[str, int] = {}
+    ids = []
+    for text in texts:
+        key = hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+        seen[key] = seen.get(key, 0) + 1
+        ids.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return ids
+
+
+def assign_folds(df: pd.DataFrame, folds: int, seed: int = 42, source: str = "data") -> np.ndarray:
+    """The CV fold (0..folds-1) of every row, stratified by label and grouped by text.
+
+    Per label (sorted), its distinct texts (sorted, then shuffled with ``seed``) are dealt to the
+    folds in turn, continuing where the previous label stopped, so each fold's count per label
+    is within one of ``count / folds`` and fold sizes differ by at most one text. The folds
+    depend only on the texts, labels and seed: every job of a study gets the same folds.
+    """
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+        raise ConfigError(f"data.cv_folds: must be an integer >= 2 (or null for no cross-validation), got {folds!r}.")
+    groups = _text_groups(df)
+    if len(groups) < folds:
+        raise DataError(f"{source}: {len(groups)} distinct text(s), fewer than data.cv_folds={folds}. Fix: lower data.cv_folds.")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    start = 0
+    for _, texts in groups.groupby("label", sort=True)["text"]:
+        items = sorted(texts.tolist())
+        for i, k in enumerate(rng.permutation(len(items))):
+            fold_of[items[k]] = (start + i) % folds
+        start += len(items)
+    return df["text"].map(fold_of).to_numpy()
+
+
+def cv_split(
+    df: pd.DataFrame, folds: int, fold: int, val_fraction: float, seed: int = 42, source: str = "data"
+) -> dict[str, pd.DataFrame]:
+    """Train/val/test of one CV fold: test is fold ``fold``; validation is a stratified, grouped
+    ``val_fraction`` of the other folds (the rest trains). Rows keep the order of ``df``."""
+    if not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ConfigError(f"data.cv_fold: must be in 0..{folds - 1} for data.cv_folds={folds}, got {fold!r}.")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(
+            f"data.split: the validation share of the training folds must be in (0, 1), got {val_fraction}; "
+            "give data.split with train > 0 and val > 0, e.g. [0.8, 0.1, 0.1]."
+        )
+    df = df.reset_index(drop=True)
+    which = assign_folds(df, folds, seed, source)
+    test, rest = df.loc[which == fold], df.loc[which != fold]
+    small = rest.groupby("label")["text"].nunique()
+    small = small[small < 2]
+    missing = sorted(set(df["label"]) - set(rest["label"]))
+    if len(small) or missing:
+        label = (missing or small.index.tolist())[0]
+        raise DataError(
+            f"{source}: label {label!r} has too few distinct texts outside CV fold {fold} (needs 2: train and "
+            f"validation). Fix: lower data.cv_folds, add examples of {label!r}, or drop that label."
+        )
+    parts = split_records(rest.assign(_order=np.arange(len(rest))), (1 - val_fraction, val_fraction, 0.0), seed,
+                          source=f"{source} (CV fold {fold})")
+    out = {s: df.loc[rest.index[parts[s]["_order"].to_numpy()]] for s in ("train", "val")}
+    out["test"] = test
+    return {s: out[s].sort_index().reset_index(drop=True) for s in SPLITS}
 
 
 def check_splits(
