@@ -3,6 +3,10 @@
 Used for results.json, saved models and (as a Lightning plugin) checkpoints.
 
 An interrupted job therefore never leaves a file that a reader would take as complete.
+A command never deletes a folder it did not write: a file output refuses an existing folder,
+and a folder output replaces only an earlier output of the same kind (it carries the marker
+file ``.blockprune-output`` naming that kind, or holds nothing the new output would not
+rewrite); anything else needs ``overwrite=True`` (``--overwrite`` on the command line).
 """
 
 from __future__ import annotations
@@ -18,18 +22,89 @@ from typing import Any, Iterator
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from blockprune.errors import BlockpruneError
+
+#: Written inside every folder output: its kind, so a later run knows the folder is its own.
+MARKER = ".blockprune-output"
+#: The kind of a saved Hugging Face model folder (a job's ``model/``, ``trim-vocab``'s output).
+MODEL_KIND = "hf-model"
+
+
+class OutputExistsError(BlockpruneError):
+    """The output path holds something this command did not write; nothing was changed."""
+
+
+def _marker_kind(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output(path: str | os.PathLike, kind: str | None = None, overwrite: bool = False,
+                 new_entries: set[str] | None = None) -> None:
+    """Raise OutputExistsError unless writing a ``kind`` output (None: a file) at ``path`` loses nothing.
+
+    ``new_entries`` (the names the new folder will hold) also allows replacing an unmarked
+    folder whose every entry the new output rewrites (a model saved before markers existed).
+    """
+    target = Path(path)
+    if overwrite or not (target.exists() or target.is_symlink()):
+        return
+    if kind is None:
+        if target.is_dir() and not target.is_symlink():
+            raise OutputExistsError(
+                f"{target} is an existing folder; this command writes a file there and would delete the folder. "
+                f"Fix: give a file path (for example {target / 'model.onnx'}), or pass --overwrite "
+                "(overwrite=True) to replace the folder and everything in it."
+            )
+        return  # a file replaces a file: the same kind of output
+    if not target.is_dir() or target.is_symlink():
+        raise OutputExistsError(
+            f"{target} exists and is not a folder; this command writes a folder there. "
+            "Fix: choose another path, or pass --overwrite (overwrite=True) to replace it."
+        )
+    entries = {p.name for p in target.iterdir()}
+    if not entries or _marker_kind(target) == kind:
+        return
+    if new_entries is not None and entries <= new_entries:
+        return
+    shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+    raise OutputExistsError(
+        f"{target} is an existing folder that this command did not write (it holds {shown}); "
+        "nothing was changed. Fix: choose a new or empty folder, or pass --overwrite (overwrite=True) "
+        "to replace the folder and everything in it."
+    )
+
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path (file or folder); rename it onto ``path`` on success."""
+def atomic_path(path: str | os.PathLike, *, kind: str | None = None, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` on success.
+
+    ``kind`` None: the output is a file, and an existing folder at ``path`` is refused.
+    ``kind`` a name: the output is a folder, marked with ``kind``; it replaces an existing folder
+    only if that folder is an earlier output of the same kind (see ``check_output``).
+    ``overwrite`` replaces whatever is there. A file output is checked before the caller's work,
+    a folder output before the rename (when its entries are known); a caller with long work
+    calls ``check_output`` first. On refusal nothing at ``path`` changes.
+    """
     target = Path(path)
+    if kind is None:
+        check_output(target, kind, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp_target = tmp / target.name
     try:
         yield tmp_target
-        if target.is_dir():
-            shutil.rmtree(target)
+        if kind is not None and tmp_target.is_dir():
+            (tmp_target / MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
+        if kind is not None or target.is_dir():
+            new = {p.name for p in tmp_target.iterdir()} if tmp_target.is_dir() else None
+            check_output(target, kind, overwrite, new_entries=new)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # checked above: our own earlier output, or overwrite=True
+        elif target.is_symlink() or (target.exists() and tmp_target.is_dir()):
+            target.unlink()
         os.replace(tmp_target, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

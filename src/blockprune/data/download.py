@@ -119,6 +119,11 @@ def fetch(
     not retried. Raises DataError (nothing left in the cache) when it cannot get a verified file.
     """
     target = cache_path(cache_dir, url)
+    if target.is_dir():  # another URL's cached files live under this name: never replaced
+        raise DataError(
+            f"{target}: the cache path of {key} ({url}) is an existing folder; nothing was changed. Fix: set "
+            f"data.download_dir to another folder (env BLOCKPRUNE_DATA_CACHE), or set {key}=<path of a local copy>."
+        )
     if target.is_file():
         _verify(target, sha256, key, url, cached=True)
         return target
