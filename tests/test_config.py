@@ -68,7 +68,7 @@ def test_print_config_command(tmp_path):
 
 
 def test_a_sparsity_on_the_default_prune_group_means_block_pruning():
-    from blockprune.main import build_pruning
+    from blockprune.components import build_pruning
     from blockprune.pruning import BlockPruning
 
     assert build_pruning(_compose([]).prune) is None

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from blockprune import load_model
 from blockprune.distributed import config_flags
 from blockprune.config import entry_script, project_root
-from blockprune.main import evaluate_texts
+from blockprune.evaluation import evaluate_texts
 from blockprune.models import build_tiny_classifier
 
 LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan", "Politics",

@@ -63,7 +63,7 @@ def test_a_failed_job_in_a_joblib_sweep_fails_the_command_after_the_others_finis
     sweep = tmp_path / "sweep"
     proc = _sweep([*LAUNCHERS["joblib"], "prune=block", "prune.sparsity=0.5,1.5", f"hydra.sweep.dir={sweep}"],
                   tmp_path, cache)
-    assert proc.returncode == 1  # blockprune.main.FailedJobsExit, in the launching process
+    assert proc.returncode == 1  # blockprune.failure.FailedJobsExit, in the launching process
     assert "1 job(s) failed" in proc.stdout + proc.stderr
     assert json.loads((sweep / "0" / "results.json").read_text())["status"] == "completed"
     assert json.loads((sweep / "1" / "results.json").read_text())["status"] == "failed"

@@ -215,7 +215,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(t
 
 def test_the_trainer_writes_checkpoints_with_the_atomic_writer(tmp_path):
     from blockprune.atomic import AtomicCheckpointIO
-    from blockprune.main import build
+    from blockprune.components import build
 
     trainer = build(make_cfg(tmp_path, []).trainer, logger=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
@@ -241,7 +241,7 @@ def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_pat
     import io
 
     from blockprune import load_model
-    from blockprune.main import evaluate_texts
+    from blockprune.evaluation import evaluate_texts
     from transformers import AutoTokenizer
 
     labels = {"sports": "क्रीडा", "politics": "राजकारण", "business": "व्यापार"}

@@ -1,76 +1,40 @@
-"""The Hydra entry: ``train(cfg)`` reads as the story of one job."""
+"""The Hydra entry: ``train(cfg)`` reads as the story of one job; each step lives in its own module."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from blockprune.callbacks import LastCheckpoint
-from blockprune.config import CONFIG_DIR, entry_script
-from blockprune.carbon import CarbonTracking
 from blockprune.atomic import MODEL_KIND, atomic_path, remove_stale_temporaries, write_json
+from blockprune.benchmark import measure_speedup
+from blockprune.callbacks import LastCheckpoint
+from blockprune.carbon import CarbonTracking
+from blockprune.compaction import compact_and_check
+from blockprune.components import build, build_all, build_pruning
+from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
-from blockprune.benchmark import benchmark_models
+from blockprune.failure import write_failure
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.models import load_classifier, model_max_length
 from blockprune.module import ClassifierModule
 from blockprune.redact import redacted_argv, redacted_container
 from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
 from blockprune.validation import check_config
+from blockprune.vocab.job import trim_job_vocabulary
 
 log = logging.getLogger("blockprune")
-
-def typical_length(datamodule) -> int:
-    """The sequence length a padded batch of this data usually has: the 95th percentile of the
-    training texts' token counts, capped at max_length. FLOPs and speed are quoted at it."""
-    stats = datamodule.report["tokens"]["train"]
-    return int(min(datamodule.max_length, math.ceil(stats["p95"])))
-
-
-def build(node: DictConfig, *args: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``, letting a component's own user error through unwrapped
-    (Hydra wraps it in an InstantiationException, which would print as a traceback)."""
-    try:
-        return instantiate(node, *args, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, BlockpruneError):
-            raise err.__cause__ from None
-        raise
-
-
-def build_pruning(prune: DictConfig | None):
-    """The pruning callback, or None for the dense baseline.
-
-    ``prune=none`` with a sparsity above 0 (the everyday ``python train.py -m
-    prune.sparsity=0.25,0.5,0.75``) means block pruning with ``conf/prune/block.yaml``'s settings.
-    """
-    if not prune or ("_target_" not in prune and not prune.get("sparsity")):
-        return None
-    if "_target_" not in prune:
-        prune = OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "prune" / "block.yaml"), prune)
-    return build(prune)
-
-
-def _instantiate_group(group: DictConfig | None) -> list[Any]:
-    return [build(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -90,14 +54,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")
 
-    labels = {"num_labels": datamodule.num_labels, "id2label": datamodule.id2label, "label2id": datamodule.label2id}
-    model = load_classifier(cfg.init_from, **labels) if cfg.init_from else build(cfg.model.net)(**labels)
-    if cfg.data.max_length > model_max_length(model):
-        raise ConfigError(
-            f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
-            f"set data.max_length<={model_max_length(model)}."
-        )
-    seq_len = typical_length(datamodule)
+    model = _build_model(cfg, datamodule)
+    seq_len = _typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
     dense_reference = copy.deepcopy(model).eval() if pruning is not None and cfg.bench.enabled else None
     if pruning is not None:
@@ -108,12 +66,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     config = redacted_container(cfg)
     module = ClassifierModule(model, **cfg.module, distillation=distillation)
     resumable = ResumableTraining(config=_training_config(config))
-    extra = [cb for cb in (pruning, distillation, resumable) if cb is not None]
-    callbacks = _instantiate_group(cfg.get("callbacks")) + extra
+    callbacks = build_all(cfg.get("callbacks")) + [cb for cb in (pruning, distillation, resumable) if cb is not None]
     callbacks.sort(key=lambda cb: isinstance(cb, LastCheckpoint))  # saves after the others updated their state
     last = next((cb for cb in callbacks if isinstance(cb, LastCheckpoint)), None)
     ckpt_path = find_checkpoint(cfg.get("resume", "auto"), last.last_path.parent if last else None)
-    loggers = _instantiate_group(cfg.get("logger"))
+    loggers = build_all(cfg.get("logger"))
     csv_history = CsvHistory(loggers)
     if ckpt_path is not None and rank_zero_only.rank == 0:  # under DDP, rank 0 alone touches files
         log.info("resuming from %s", ckpt_path)
@@ -145,15 +102,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "world_size": trainer.world_size,
         }
         if pruning is not None:
-            results.update(_compact_and_check(module, trainer, datamodule, pruning, cfg))
+            results.update(compact_and_check(
+                module, trainer, datamodule, pruning, test=cfg.test, module_kwargs=dict(cfg.module),
+                make_trainer=lambda **kw: build(cfg.trainer, **kw),
+            ))
         if not trainer.is_global_zero:  # the other ranks' part ends with the last collective step
             return results
         write_json(out_dir / "data_report.json", datamodule.report)
         tokenizer = datamodule.tokenizer
         if cfg.vocab.trim:
-            tokenizer, results["vocab"], results["metrics_final"] = _trim_vocabulary(module, datamodule, cfg)
+            module.model, tokenizer, results["vocab"], results["metrics_final"] = trim_job_vocabulary(
+                module.model, datamodule, list(cfg.vocab.extra_corpora), cfg.vocab.keep_script_chars)
         if cfg.bench.enabled:
-            results["speed"] = measure_speedup(module.model, dense_reference, seq_len, cfg.bench)
+            results["speed"] = measure_speedup(
+                module.model, dense_reference, seq_len, batch_size=cfg.bench.batch_size, device=cfg.bench.device,
+                dtype=cfg.bench.dtype, warmup=cfg.bench.warmup, repeats=cfg.bench.repeats)
         results["params"] = count_parameters(module.model)
         results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
         results["seq_len"] = seq_len
@@ -180,142 +143,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         release_ranks(trainer, environment)  # under DDP: the next job of a sweep in this process starts afresh
 
 
+def _build_model(cfg: DictConfig, datamodule):
+    """The classifier to train: ``init_from`` (a fine-tuned folder) or ``model.net``, with the data's labels."""
+    labels = {"num_labels": datamodule.num_labels, "id2label": datamodule.id2label, "label2id": datamodule.label2id}
+    model = load_classifier(cfg.init_from, **labels) if cfg.init_from else build(cfg.model.net)(**labels)
+    if cfg.data.max_length > model_max_length(model):
+        raise ConfigError(
+            f"data.max_length={cfg.data.max_length} exceeds the model's limit of {model_max_length(model)} positions; "
+            f"set data.max_length<={model_max_length(model)}."
+        )
+    return model
+
+
+def _typical_length(datamodule) -> int:
+    """The sequence length a padded batch of this data usually has: the 95th percentile of the
+    training texts' token counts, capped at max_length. FLOPs and speed are quoted at it."""
+    stats = datamodule.report["tokens"]["train"]
+    return int(min(datamodule.max_length, math.ceil(stats["p95"])))
+
+
 def _training_config(config: dict[str, Any]) -> dict[str, Any]:
     """The resolved config minus what does not shape training (paths, resume), to tell a
     resumed job whose command differs from the killed one's."""
     return {k: v for k, v in config.items() if k not in ("paths", "resume", "hydra")}
-
-
-def measure_speedup(model, dense_reference, seq_len: int, bench: DictConfig) -> dict[str, Any]:
-    """Latency of the final model and, for a pruned job, of the dense model it started from,
-    timed alternately in this process (a speed-up depends only on the removed structure)."""
-    models = {"dense": dense_reference, "final": model} if dense_reference is not None else {"final": model}
-    device = bench.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    result = benchmark_models(
-        {k: m.eval() for k, m in models.items()}, batch_sizes=[bench.batch_size], seq_lens=[None],
-        typical_seq_len=seq_len, device=device, dtypes=[bench.dtype], warmup=bench.warmup, repeats=bench.repeats,
-    )
-    cell = result["cells"][0]
-    final = cell["results"]["final"]
-    return {
-        "speedup": final["speedup"] if dense_reference is not None else 1.0,
-        "latency_ms": final["median_ms"],
-        "dense_latency_ms": cell["results"]["dense"]["median_ms"] if dense_reference is not None else final["median_ms"],
-        "measured_over_analytic": final.get("measured_over_analytic"),
-        "batch_size": bench.batch_size, "seq_len": seq_len, "device": device, "dtype": bench.dtype,
-        "environment": result["environment"],
-    }
-
-
-def _trim_vocabulary(module: ClassifierModule, datamodule, cfg: DictConfig):
-    """Keep the vocabulary the training texts use (plus single characters of their scripts),
-    then re-test with the trimmed tokenizer, so the reported accuracy is the saved model's."""
-    from blockprune.pruning.vocab import changed_tokenization_rate, read_text_column, trim_vocabulary, unk_rate
-
-    extra = [t for f in cfg.vocab.extra_corpora for t in read_text_column(f, cfg.data.text_column)]
-    corpus = datamodule.texts("train") + extra
-    original = datamodule.tokenizer
-    model, tokenizer, stats = trim_vocabulary(
-        module.model, original, corpus, keep_script_chars=cfg.vocab.keep_script_chars
-    )
-    module.model = model
-    held_out = datamodule.texts("test")
-    info = {
-        **stats.to_dict(),
-        "heldout_unk_rate_before": unk_rate(original, held_out),
-        "heldout_unk_rate": unk_rate(tokenizer, held_out),
-        "heldout_changed_tokenization_rate": changed_tokenization_rate(original, tokenizer, held_out),
-    }
-    metrics = evaluate_texts(model, tokenizer, held_out, datamodule.labels("test"), datamodule.max_length)
-    return tokenizer, info, metrics
-
-
-@torch.no_grad()
-def evaluate_texts(model, tokenizer, texts: list[str], labels: list[int], max_length: int, batch_size: int = 64) -> dict:
-    """Accuracy and macro-F1 of ``model`` on raw texts through its own tokenizer."""
-    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
-
-    model.eval()
-    device = next(model.parameters()).device
-    preds = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        preds.append(model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu())
-    pred, target = torch.cat(preds), torch.tensor(labels)
-    n = model.config.num_labels
-    return {
-        "test/acc": float(multiclass_accuracy(pred, target, num_classes=n, average="micro")),
-        "test/f1_macro": float(multiclass_f1_score(pred, target, num_classes=n, average="macro")),
-    }
-
-
-def _compact_and_check(module, trainer, datamodule, pruning, cfg) -> dict[str, Any]:
-    """Bake masks, remove empty heads/neurons, prove equal logits, and re-test the compacted model.
-
-    With ``prune.fill_epochs > 0`` the kept heads get their pruned blocks back and the compacted
-    model is fine-tuned for that many epochs (nn_pruning's "filled" stage) before the re-test.
-    """
-    from blockprune.pruning import compact_model, sparsity_stats
-
-    model = module.model.eval()
-    batch = next(iter(datamodule.val_dataloader()))
-    batch = {k: v.to(module.device) for k, v in batch.items()}
-    stats = sparsity_stats(model)
-    with torch.no_grad():
-        masked_logits = module(batch).float()
-    exact = copy.deepcopy(module) if pruning.fill_epochs else module
-    report = compact_model(exact.model)
-    with torch.no_grad():
-        diff = (exact(batch).float() - masked_logits).abs().max().item()
-    if diff > 1e-3:
-        raise RuntimeError(f"compaction changed the logits by {diff:.2e}; this is a bug, please report it")
-    if pruning.fill_epochs:
-        del exact
-        compact_model(model, fill_heads=True)
-        module = ClassifierModule(model.train(), **cfg.module, distillation=module.distillation)
-        fill_callbacks = [cb for cb in trainer.callbacks if type(cb).__name__ in ("Distillation", "CarbonTracking")]
-        trainer = build(cfg.trainer, max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
-                        logger=trainer.loggers or False, enable_checkpointing=False)
-        trainer.fit(module, datamodule=datamodule)
-    test = trainer.test(module, datamodule=datamodule, verbose=False)[0] if cfg.test else {}
-    return {
-        "pruning": {**stats, "target_sparsity": pruning.sparsity, "method": pruning.method,
-                    "fill_epochs": pruning.fill_epochs},
-        "compaction": {**report.to_dict(), "max_abs_logit_diff": diff},
-        "metrics_compacted": test,
-    }
-
-
-class FailedJobsExit(Callback):
-    """Hydra callback: after a multirun, exit non-zero if any job's results.json says failed.
-
-    Jobs catch their own errors (so one bad job never takes the sweep down); this makes the
-    failure visible to the shell and to CI at the end.
-    """
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        failed = [
-            p.parent for p in Path(config.hydra.sweep.dir).glob("*/results.json")
-            if json.loads(p.read_text(encoding="utf-8")).get("status") == "failed"
-        ]
-        if failed:
-            log.error("%d job(s) failed: %s", len(failed), ", ".join(map(str, failed)))
-            sys.exit(1)
-
-
-def write_failure(cfg: DictConfig, err: BaseException) -> None:
-    """A failed multirun job still leaves a results.json, so the report shows the row as failed."""
-    try:
-        config = redacted_container(cfg)
-    except Exception:  # noqa: BLE001 - a bad override may be exactly what cannot resolve
-        config = redacted_container(cfg, resolve=False)
-    write_json(Path(HydraConfig.get().runtime.output_dir) / "results.json", {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": traceback.format_exc(),
-        "task_name": cfg.get("task_name"),
-        "config": config,
-    })
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
