@@ -217,6 +217,19 @@ class EncoderLayer:
     def gated(self) -> bool:
         return self.family.gated
 
+    def relative_position_terms(self) -> tuple[int, int]:
+        """DeBERTa's disentangled attention: (score terms c2p/p2c, relative positions), else (0, 0).
+
+        Each term scores every query against ``2 * span`` relative positions and projects the
+        ``2 * span`` relative embeddings through a head-sized linear (read from the module,
+        as the forward does: ``pos_att_type`` and ``pos_ebd_size``).
+        """
+        att = self.attention
+        if not getattr(att, "relative_attention", False):
+            return 0, 0
+        terms = sum(t in ("c2p", "p2c") for t in getattr(att, "pos_att_type", []))
+        return terms, 2 * int(att.pos_ebd_size)
+
     def check(self, index: int) -> None:
         """Raise when the linears' widths disagree (a model compacted by hand, incorrectly)."""
         a, f = self.attention_width, self.ffn_size

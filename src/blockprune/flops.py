@@ -1,83 +1,25 @@
-"""Parameter counts, per-layer layout and analytic FLOPs of BERT-family classifiers.
+"""Parameter counts, per-layer layout and analytic FLOPs of encoder classifiers.
 
 Everything is read from module SHAPES, never from ``model.config``: after compaction the
 config still describes the dense model, while each layer has its own number of heads and
-its own feed-forward width.
-
-A "BERT-shaped" layer is any module with ``attention.self.{query,key,value}``,
-``attention.output.dense``, ``intermediate.dense`` and ``output.dense`` linears (BERT,
-RoBERTa, XLM-R, ELECTRA, MuRIL, e5, ...).
+its own feed-forward width. Layers are found by ``blockprune.encoder`` (BERT-like, DeBERTa,
+DistilBERT, ModernBERT, ...), which knows each family's fused or gated linears.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import nn
 
-from blockprune.errors import BlockpruneError
-
-
-@dataclass
-class _Layer:
-    query: nn.Module
-    key: nn.Module
-    value: nn.Module
-    attn_out: nn.Module
-    ffn_in: nn.Module
-    ffn_out: nn.Module
-    head_dim: int
-    module: nn.Module
-
-
-def _features(linear: nn.Module) -> tuple[int, int]:
-    """(in_features, out_features) of a linear, from its weight shape."""
-    out_f, in_f = linear.weight.shape
-    return int(in_f), int(out_f)
+from blockprune.encoder import EncoderLayer, find_encoder_layers
 
 
 def _macs(linear: nn.Module) -> int:
-    in_f, out_f = _features(linear)
-    return in_f * out_f
+    out_f, in_f = linear.weight.shape
+    return int(in_f) * int(out_f)
 
 
-def _is_linear_like(module: object) -> bool:
-    weight = getattr(module, "weight", None)
-    return isinstance(module, nn.Module) and weight is not None and getattr(weight, "ndim", 0) == 2
-
-
-def _head_dim(self_attn: nn.Module, width: int) -> int:
-    # ``attention_head_size`` is what BERT's forward reshapes with ((..., -1, head_size)), so it is
-    # the truth even when the config is stale; it never changes when whole heads are removed.
-    for name in ("attention_head_size", "head_dim", "head_size"):
-        value = getattr(self_attn, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise BlockpruneError(
-        f"Cannot tell the head size of {type(self_attn).__name__} (attention width {width}): it has no "
-        "'attention_head_size' attribute. blockprune supports BERT-family encoders."
-    )
-
-
-def _find_layers(model: nn.Module) -> list[_Layer]:
-    layers = []
-    for module in model.modules():
-        attention = getattr(module, "attention", None)
-        self_attn = getattr(attention, "self", None)
-        attn_out = getattr(getattr(attention, "output", None), "dense", None)
-        ffn_in = getattr(getattr(module, "intermediate", None), "dense", None)
-        ffn_out = getattr(getattr(module, "output", None), "dense", None)
-        qkv = [getattr(self_attn, n, None) for n in ("query", "key", "value")]
-        if self_attn is None or not all(_is_linear_like(m) for m in (*qkv, attn_out, ffn_in, ffn_out)):
-            continue
-        width = _features(qkv[0])[1]
-        layers.append(_Layer(*qkv, attn_out, ffn_in, ffn_out, _head_dim(self_attn, width), module))
-    if not layers:
-        raise BlockpruneError(
-            f"{type(model).__name__} has no BERT-shaped encoder layers (attention.self.query/key/value, "
-            "attention.output.dense, intermediate.dense, output.dense); blockprune supports BERT-family encoders."
-        )
-    return layers
+def _layer_macs(layer: EncoderLayer, roles: tuple[str, ...]) -> int:
+    return sum(_macs(layer.linear(r)) for r in roles)
 
 
 def _base_model(model: nn.Module) -> nn.Module:
@@ -111,8 +53,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     base = _base_model(model)
     seen: set[int] = set()
     embeddings = getattr(base, "embeddings", None)
-    encoder_layers = [layer.module for layer in _find_layers(model)]
-    word = getattr(embeddings, "word_embeddings", None)
+    encoder_layers = [layer.module for layer in find_encoder_layers(model)]
+    word = getattr(embeddings, "word_embeddings", None) or getattr(embeddings, "tok_embeddings", None)  # ModernBERT
     total = _unique_params(model)
     word_n = _unique_params(word)
     emb_n = _unique_params(embeddings, seen)
@@ -136,48 +78,28 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 def encoder_layout(model: nn.Module) -> list[dict[str, int]]:
     """Per encoder layer, read from the linear layers' shapes (not from the config).
 
-    Each entry: ``layer`` (index), ``heads`` (= query out_features / head_dim), ``head_dim``,
-    ``attention_width`` (heads * head_dim), ``ffn`` (intermediate.dense out_features, may be 0),
-    ``params`` (all parameters of the layer, LayerNorms included).
+    Each entry: ``layer`` (index), ``heads`` (= attention width / head_dim), ``head_dim``,
+    ``attention_width`` (heads * head_dim), ``ffn`` (feed-forward neurons, may be 0; a gated
+    FFN's input linear has two rows per neuron), ``params`` (all parameters of the layer,
+    LayerNorms included).
     """
     out = []
-    for i, layer in enumerate(_find_layers(model)):
-        widths = {
-            "query": _features(layer.query)[1],
-            "key": _features(layer.key)[1],
-            "value": _features(layer.value)[1],
-            "attention.output": _features(layer.attn_out)[0],
-        }
-        width = widths["query"]
-        if len(set(widths.values())) != 1 or width % layer.head_dim:
-            raise BlockpruneError(
-                f"Encoder layer {i} is inconsistent: attention widths {widths} must be equal and a multiple "
-                f"of the head size {layer.head_dim}. The model was compacted incorrectly."
-            )
-        ffn = _features(layer.ffn_in)[1]
-        if _features(layer.ffn_out)[0] != ffn:
-            raise BlockpruneError(
-                f"Encoder layer {i} is inconsistent: intermediate.dense has {ffn} outputs but output.dense "
-                f"takes {_features(layer.ffn_out)[0]} inputs."
-            )
+    for i, layer in enumerate(find_encoder_layers(model)):
+        layer.check(i)
         out.append(
             {
                 "layer": i,
-                "heads": width // layer.head_dim,
+                "heads": layer.num_heads,
                 "head_dim": layer.head_dim,
-                "attention_width": width,
-                "ffn": ffn,
+                "attention_width": layer.attention_width,
+                "ffn": layer.ffn_size,
                 "params": _unique_params(layer.module),
             }
         )
     return out
 
 
-def _hidden_size(model: nn.Module, layers: list[_Layer]) -> int:
-    return _features(layers[0].query)[0]
-
-
-def _outside_linears(model: nn.Module, layers: list[_Layer]) -> tuple[int, int]:
+def _outside_linears(model: nn.Module, layers: list[EncoderLayer]) -> tuple[int, int]:
     """MACs of linears outside the encoder layers and embeddings: (per token, per sequence).
 
     The pooler and everything outside the base model (the classifier) run once per sequence, on
@@ -215,8 +137,12 @@ def flops_per_token(model: nn.Module, seq_len: int) -> dict:
         attn_scores  = 2 * h_l * n * d = 2*n*a_l  # Q K^T: each query against n keys
         attn_context = 2 * n * a_l                # softmax(QK^T) V
         ffn          = 2 * H * f_l + 2 * f_l * H  # intermediate + output linears
+                                                  # (gated, ModernBERT: 2 * H * 2f_l + 2 * f_l * H)
+        attn_position = t * (2 * r * a_l + 2 * r * H * a_l / n)  # DeBERTa only, else 0
 
-    plus, once per sequence and therefore divided by ``n``, the pooler and classifier::
+    (DeBERTa's disentangled attention: ``t`` of c2p/p2c terms, each scoring every query against
+    ``r = 2 * span`` relative positions, and projecting the ``r`` relative embeddings once per
+    sequence), plus, once per sequence and therefore divided by ``n``, the pooler and classifier::
 
         head = 2 * (H*H + H*C) / n                # BERT: pooler dense + classifier (C labels)
 
@@ -224,48 +150,44 @@ def flops_per_token(model: nn.Module, seq_len: int) -> dict:
     per token, any other linear of the base model outside the layers (e.g. ELECTRA's embedding
     projection, usually absent) as ``embedding_projection``.
 
-    Not counted (small or not multiply-adds): biases, LayerNorm, softmax, GELU/tanh, residual
-    adds, scaling, embedding look-ups. All ``n`` positions are attended (no padding).
+    Not counted (small or not multiply-adds): biases, LayerNorm, softmax, GELU/tanh, rotary
+    embeddings, residual adds, scaling, embedding look-ups. All ``n`` positions are attended (no
+    padding; ModernBERT's local layers are counted as eager/SDPA compute them, over all ``n``).
 
-    Returns ``{"seq_len", "total", "breakdown": {qkv, attn_out, attn_scores, attn_context, ffn,
-    head, embedding_projection}, "per_layer": [{layer, heads, ffn, qkv, attn_out, attn_scores,
-    attn_context, ffn_flops, total}]}``.
+    Returns ``{"seq_len", "hidden_size", "total", "breakdown": {qkv, attn_out, attn_scores,
+    attn_context, attn_position, ffn, head, embedding_projection}, "per_layer": [{layer, heads,
+    ffn, qkv, attn_out, attn_scores, attn_context, attn_position, ffn_flops, total}]}``.
     """
     if int(seq_len) < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     n = int(seq_len)
-    layers = _find_layers(model)
-    hidden = _hidden_size(model, layers)
-    breakdown = dict.fromkeys(("qkv", "attn_out", "attn_scores", "attn_context", "ffn"), 0.0)
+    layers = find_encoder_layers(model)
+    keys = ("qkv", "attn_out", "attn_scores", "attn_context", "attn_position", "ffn")
+    breakdown = dict.fromkeys(keys, 0.0)
     per_layer = []
     for i, layer in enumerate(layers):
-        qkv = 2.0 * (_macs(layer.query) + _macs(layer.key) + _macs(layer.value))
-        attn_out = 2.0 * _macs(layer.attn_out)
-        width = _features(layer.query)[1]
-        scores = 2.0 * n * width
-        context = 2.0 * n * _features(layer.value)[1]
-        ffn = 2.0 * (_macs(layer.ffn_in) + _macs(layer.ffn_out))
-        for key, value in zip(breakdown, (qkv, attn_out, scores, context, ffn)):
-            breakdown[key] += value
-        per_layer.append(
-            {
-                "layer": i,
-                "heads": width // layer.head_dim,
-                "ffn": _features(layer.ffn_in)[1],
-                "qkv": qkv,
-                "attn_out": attn_out,
-                "attn_scores": scores,
-                "attn_context": context,
-                "ffn_flops": ffn,
-                "total": qkv + attn_out + scores + context + ffn,
-            }
+        layer.check(i)
+        a, hidden = layer.attention_width, layer.hidden_size
+        terms, positions = layer.relative_position_terms()
+        values = (
+            2.0 * _layer_macs(layer, tuple(r for r in layer.attention_roles if r != "o")),
+            2.0 * _macs(layer.linear("o")),
+            2.0 * n * a,
+            2.0 * n * a,
+            terms * (2.0 * positions * a + 2.0 * positions * hidden * a / n),
+            2.0 * _layer_macs(layer, ("ffn_in", "ffn_out")),
         )
+        for key, value in zip(keys, values):
+            breakdown[key] += value
+        row = dict(zip(keys, values))
+        row["ffn_flops"] = row.pop("ffn")
+        per_layer.append({"layer": i, "heads": layer.num_heads, "ffn": layer.ffn_size, **row, "total": sum(values)})
     per_token_other, per_seq = _outside_linears(model, layers)
     breakdown["head"] = 2.0 * per_seq / n
     breakdown["embedding_projection"] = 2.0 * per_token_other
     return {
         "seq_len": n,
-        "hidden_size": hidden,
+        "hidden_size": layers[0].hidden_size,
         "total": sum(breakdown.values()),
         "breakdown": breakdown,
         "per_layer": per_layer,
