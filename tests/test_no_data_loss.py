@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pruning.test_vocab import CORPUS, tiny_bert, wordpiece_tokenizer
+from helpers.toy_vocab import CORPUS, tiny_bert, wordpiece_tokenizer
 
 from blockprune.atomic import MARKER, MODEL_KIND, OutputExistsError, atomic_path, check_output
 from blockprune.cli import main as cli_main

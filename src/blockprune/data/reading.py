@@ -61,6 +61,20 @@ def read_records(
     return df
 
 
+def read_texts(path: str | os.PathLike, text_column: str = "Text") -> list[str]:
+    """The non-blank texts of one file, for a corpus that needs no labels (vocabulary trimming).
+
+    .csv/.tsv/.jsonl go through :func:`read_records` (same checks, same errors; the text column
+    stands in for the label column); header lines repeated inside the data are dropped. A .txt
+    file is one text per line.
+    """
+    file = Path(path)
+    if file.suffix.lower() == ".txt" and file.is_file():
+        return [line for line in _decode(file.read_bytes(), str(file)).splitlines() if line.strip()]
+    texts = read_records(file, text_column, label_column=text_column)["text"].tolist()
+    return [t for t in texts if t.strip() and t.strip() != text_column]
+
+
 def _decode(data: bytes, name: str) -> str:
     """Strict UTF-8 (BOM removed); an error names the line and byte offset of the first bad byte."""
     if data.startswith(_BOM):
