@@ -140,3 +140,68 @@ def test_compare_to_baseline_pairs_by_id_and_calls_no_loss():
 def test_mean_std():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     assert mean_std([5.0]) == (5.0, 0.0)
+
+
+# ----------------------------------------------------------------- the report's interval columns
+def _job(folder, name, seed, sparsity, correct):
+    """A completed job's results.json with per-example predictions (``correct``: which of 200 it got right)."""
+    import json
+
+    ids = [f"x{i}" for i in range(200)]
+    target = [i % 3 for i in range(200)]
+    pred = [t if ok else (t + 1) % 3 for t, ok in zip(target, correct)]
+    acc = sum(correct) / 200
+    results = {
+        "status": "completed", "metrics": {"test/acc": acc, "test/f1_macro": acc},
+        "params": {"total": 1e6 * (1 - sparsity), "encoder": 5e5, "word_embeddings": 4e5},
+        "dense": {"params": {"total": 1e6}, "flops_per_token": 10.0}, "flops_per_token": 10.0 * (1 - sparsity / 2),
+        "speed": {"speedup": 1 + sparsity, "latency_ms": 1.0},
+        "pruning": {"sparsity_encoder_linear": sparsity} if sparsity else None,
+        "predictions": prediction_record(ids, target, pred),
+        "config": {"seed": seed, "prune": {"sparsity": sparsity} if sparsity else {}, "distill": {}},
+    }
+    job = folder / name
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps(results))
+    (job / "fold_0").mkdir()  # a CV fold inside a job is part of it, never a row of its own
+    (job / "fold_0" / "results.json").write_text(json.dumps({**results, "status": "failed"}))
+    return acc
+
+
+def test_report_pairs_rows_with_the_same_seed_baseline_and_averages_seeds(tmp_path):
+    from blockprune.report import build_table, to_markdown
+
+    right = np.ones(200, dtype=bool)
+    base = {1: right.copy(), 2: right.copy()}
+    base[2][:20] = False  # seed 2's baseline is worse
+    row = {1: right.copy(), 2: right.copy()}
+    row[1][:10] = False  # 10 losses against its own seed's baseline
+    row[2][:20] = False  # seed 2: the same examples as its baseline lost: no difference
+    accs = {s: _job(tmp_path, f"base_s{s}", s, 0.0, base[s]) for s in (1, 2)}
+    row_accs = [_job(tmp_path, f"pruned_s{s}", s, 0.5, row[s]) for s in (1, 2)]
+    table = build_table([tmp_path]).set_index("row")
+    assert list(table.index) == ["baseline", "50% pruning"]
+    assert (table["seeds"] == 2).all() and (table["status"] == "completed").all()
+    assert table.loc["baseline", "accuracy"] == pytest.approx(50 * (accs[1] + accs[2]))
+    assert table.loc["50% pruning", "accuracy_std"] == pytest.approx(100 * np.std(row_accs, ddof=1))
+    pruned = table.loc["50% pruning"]
+    assert pruned["diff_acc"] == pytest.approx(-10 / 400 * 100)  # 10 losses in 400 pairs
+    assert pruned["p_mcnemar"] == pytest.approx(2 / 2**10)
+    assert pruned["diff_acc_low"] < pruned["diff_acc"] < pruned["diff_acc_high"] and pruned["no_loss"] == False  # noqa: E712
+    assert pruned["test_examples"] == 200
+    assert pruned["acc_low"] < pruned["accuracy"] < pruned["acc_high"]
+    md = to_markdown(build_table([tmp_path]))
+    assert "-2.50 [" in md and "± " in md and "| no |" in md and "lower bound is at least -0.5 points" in md
+
+
+def test_report_files_carry_the_intervals(tmp_path):
+    from blockprune.report import write_report
+
+    right = np.ones(200, dtype=bool)
+    _job(tmp_path / "jobs", "base", 1, 0.0, right)
+    _job(tmp_path / "jobs", "pruned", 1, 0.25, right)
+    table = write_report([tmp_path / "jobs"], tmp_path)
+    assert table.set_index("row").loc["25% pruning", "no_loss"] == True  # noqa: E712 - identical predictions
+    csv = (tmp_path / "table1.csv").read_text()
+    assert "diff_acc_low" in csv and "p_mcnemar" in csv
+    assert (tmp_path / "accuracy_vs_speedup.png").read_bytes()[:4] == b"\x89PNG"

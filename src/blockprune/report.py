@@ -15,25 +15,32 @@ from typing import Any
 import pandas as pd
 
 from blockprune.atomic import atomic_path
+from blockprune.evaluation import NO_LOSS_POINTS, compare_to_baseline, mean_std, record_interval
 
 log = logging.getLogger(__name__)
 
+#: Seeds, 95 % bootstrap intervals (points) and the paired comparison with the baseline (blockprune.evaluation).
+INTERVAL_COLUMNS = [
+    "seeds", "accuracy_std", "macro_f1_std", "acc_low", "acc_high", "test_examples", "diff_acc", "diff_acc_low",
+    "diff_acc_high", "diff_f1", "diff_f1_low", "diff_f1_high", "p_mcnemar", "no_loss",
+]
 COLUMNS = [
     "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "embedding_params_M",
     "heldout_unk_pct", "speedup", "analytic_speedup",
-    "latency_ms", "accuracy", "macro_f1", "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
+    "latency_ms", "accuracy", "macro_f1", *INTERVAL_COLUMNS, "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
 ]
 
 
 def find_jobs(folders: list[str | Path]) -> list[Path]:
-    """Job folders: those with a results.json, plus numbered multirun folders that lack one (failed)."""
+    """Job folders: those with a results.json, plus numbered multirun folders that lack one (failed).
+    A results.json inside another job's folder is a part of that job (a CV fold), not a row."""
     jobs: set[Path] = set()
     for folder in map(Path, folders):
         if not folder.exists():
             raise FileNotFoundError(f"report: {folder} does not exist")
         jobs.update(p.parent for p in folder.rglob("results.json"))
         jobs.update(p.parent for p in folder.rglob(".hydra") if not (p.parent / "results.json").exists())
-    return sorted(jobs)
+    return sorted(j for j in jobs if not any(parent in jobs for parent in j.parents))
 
 
 def row_name(results: dict[str, Any]) -> str:
@@ -76,6 +83,8 @@ def job_row(job: Path) -> dict[str, Any]:
         heads_left=(r.get("compaction") or {}).get("heads_left"),
         ffn_left=(r.get("compaction") or {}).get("ffn_neurons_left"),
         _dense_params=r["dense"]["params"]["total"],
+        _seed=r.get("config", {}).get("seed"),
+        _predictions=r.get("predictions"),
     )
     return row
 
@@ -85,9 +94,10 @@ def build_table(folders: list[str | Path]) -> pd.DataFrame:
     if not rows:
         raise FileNotFoundError(f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}")
     table = pd.DataFrame(rows)
-    for col in COLUMNS + ["_dense_params", "error"]:
+    for col in COLUMNS + ["_dense_params", "error", "_seed", "_predictions"]:
         if col not in table:
             table[col] = None
+    table = with_intervals(table)
     base = table[(table["row"] == "baseline") & (table["status"] == "completed")]
     base_params = float(base["params_M"].iloc[0]) * 1e6 if len(base) else None
     ref = table["_dense_params"].where(table["_dense_params"].notna(), base_params)
@@ -95,6 +105,39 @@ def build_table(folders: list[str | Path]) -> pd.DataFrame:
     order = {"baseline": 0}
     table["_order"] = table["row"].map(lambda r: order.get(r, 1 + ("KD" in str(r)) * 10 + _pct(r) / 100))
     return table.sort_values(["_order", "row"]).drop(columns=["_order", "_dense_params"]).reset_index(drop=True)
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per completed row: the mean over its seeds (with std), the 95 % bootstrap interval
+    of its pooled test accuracy, and its paired comparison with the baseline of the same seed
+    (the first baseline when that seed has none). Jobs that did not complete stay one line each."""
+    done, rest = table[table["status"] == "completed"], table[table["status"] != "completed"]
+    base = done[done["row"] == "baseline"]
+    base_preds = {s: p for s, p in zip(base["_seed"], base["_predictions"]) if p}
+    lines = []
+    for name, group in done.groupby("row", sort=False):
+        line = group.iloc[0].copy()
+        for col in group.columns:
+            if col not in ("_seed", "_predictions") and pd.api.types.is_numeric_dtype(group[col]) and len(group) > 1:
+                line[col] = group[col].mean()
+        line["seeds"] = len(group)
+        line["accuracy"], line["accuracy_std"] = mean_std(group["accuracy"].tolist())
+        line["macro_f1"], line["macro_f1_std"] = mean_std(group["macro_f1"].tolist())
+        line["job_dir"] = "; ".join(group["job_dir"])
+        records = [p for p in group["_predictions"] if p]
+        if records and len(records) == len(group):
+            iv = record_interval(records)
+            line["acc_low"], line["acc_high"] = iv["acc_low"], iv["acc_high"]
+            pairs = [base_preds.get(s, next(iter(base_preds.values()), None)) for s in group["_seed"]]
+            if name != "baseline" and all(pairs):
+                diff = compare_to_baseline(pairs, records)
+                line["test_examples"] = diff["examples"]
+                for col in INTERVAL_COLUMNS:
+                    if col in diff:
+                        line[col] = diff[col]
+        lines.append(line)
+    out = pd.concat([pd.DataFrame(lines), rest], ignore_index=True) if lines else rest
+    return out.drop(columns=["_seed", "_predictions"])
 
 
 def _pct(name: str) -> float:
@@ -106,18 +149,38 @@ def _pct(name: str) -> float:
 
 def to_markdown(table: pd.DataFrame) -> str:
     headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "accuracy", "macro-F1",
+               "accuracy 95 % CI", "Δ accuracy vs baseline [paired 95 % CI]", "McNemar p", "no loss",
                "encoder (M)", "embeddings (M)", "vocab", "held-out UNK", "energy (kWh)", "CO2 (kg)", "status"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, r in table.iterrows():
         cells = [
             r["row"], _f(r["params_M"], ".2f"), _f(r["reduction_pct"], ".1f", "%"), _f(r["speedup"], ".2f", "x"),
-            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _f(r["accuracy"], ".2f"),
-            _f(r["macro_f1"], ".2f"), _f(r["encoder_params_M"], ".2f"), _f(r["embedding_params_M"], ".2f"),
+            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _pm(r, "accuracy"),
+            _pm(r, "macro_f1"), _ci(r["acc_low"], r["acc_high"]), _diff(r), _f(r["p_mcnemar"], ".3g"),
+            {True: "yes", False: "no"}.get(r["no_loss"], "—"), _f(r["encoder_params_M"], ".2f"), _f(r["embedding_params_M"], ".2f"),
             _f(r["vocab_size"], ".0f"), _f(r["heldout_unk_pct"], ".2f", "%"),
             _f(r["energy_kwh"], ".2e"), _f(r["co2_kg"], ".2e"), r["status"] if r["status"] == "completed" else f"**{r['status']}**",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append(f"\nIntervals: 95 % bootstrap over test examples; Δ is row − baseline on the same examples (paired "
+                 f"bootstrap, McNemar's exact p). No loss: the paired interval's lower bound is at least "
+                 f"{NO_LOSS_POINTS} points.")
     return "\n".join(lines) + "\n"
+
+
+def _pm(r: pd.Series, col: str) -> str:
+    """Mean, with ± the standard deviation over seeds when there are several."""
+    std = r.get(f"{col}_std")
+    several = _f(r.get("seeds"), ".0f") not in ("—", "1")
+    return _f(r[col], ".2f") + (f" ± {std:.2f} (n={r['seeds']:.0f})" if several and _f(std, ".2f") != "—" else "")
+
+
+def _ci(low: Any, high: Any, sign: str = "") -> str:
+    return "—" if _f(low, ".2f") == "—" else f"[{low:{sign}.2f}, {high:{sign}.2f}]"
+
+
+def _diff(r: pd.Series) -> str:
+    return "—" if _f(r["diff_acc"], ".2f") == "—" else f"{r['diff_acc']:+.2f} {_ci(r['diff_acc_low'], r['diff_acc_high'], '+')}"
 
 
 def _f(value: Any, spec: str, suffix: str = "") -> str:
@@ -137,11 +200,13 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
     for kd, marker, label in ((False, "o", "pruning"), (True, "s", "pruning + KD")):
         part = done[done["row"].str.contains("KD") == kd]
-        ax.scatter(part["speedup"], part["accuracy"], marker=marker, s=50, label=label)
+        low = (part["accuracy"] - part["acc_low"].astype(float)).clip(lower=0).fillna(0)
+        high = (part["acc_high"].astype(float) - part["accuracy"]).clip(lower=0).fillna(0)
+        ax.errorbar(part["speedup"], part["accuracy"], yerr=[low, high], fmt=marker, ms=7, capsize=3, label=label)
         for _, r in part.iterrows():
             ax.annotate(r["row"], (r["speedup"], r["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("measured inference speed-up over the dense baseline (x)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), 95 % bootstrap interval")
     ax.set_title("Accuracy vs speed-up")
     ax.grid(alpha=0.3)
     ax.legend()
