@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from blockprune.evaluation import test_predictions
 from blockprune.module import ClassifierModule
 from blockprune.pruning import compact_model, sparsity_stats
 
@@ -50,4 +51,5 @@ def compact_and_check(module: ClassifierModule, trainer: L.Trainer, datamodule, 
                     "fill_epochs": pruning.fill_epochs},
         "compaction": {**report.to_dict(), "max_abs_logit_diff": diff},
         "metrics_compacted": metrics,
+        "predictions": test_predictions(datamodule, module.test_predictions) if test else None,
     }

@@ -153,6 +153,11 @@ def prediction_record(ids: Sequence[str], target: Sequence[int], pred: Sequence[
     return {"id": list(map(str, ids)), "target": [int(x) for x in target], "pred": [int(x) for x in pred]}
 
 
+def test_predictions(datamodule, pred: Sequence[int]) -> dict[str, list]:
+    """The prediction record of a test run over ``datamodule``'s test split (in its order)."""
+    return prediction_record(datamodule.example_ids("test"), datamodule.labels("test"), pred)
+
+
 def record_metrics(record: Mapping[str, Sequence], num_classes: int | None = None, prefix: str = "test/") -> dict[str, float]:
     """Accuracy and macro-F1 of a prediction record (pooled over all its examples)."""
     target, (pred,), codes, n_units, c = _prepare(record["target"], [record["pred"]], None, num_classes)

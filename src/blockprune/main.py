@@ -21,10 +21,12 @@ from blockprune.benchmark import measure_speedup
 from blockprune.callbacks import LastCheckpoint
 from blockprune.carbon import CarbonTracking
 from blockprune.compaction import compact_and_check
+from blockprune.crossval import cross_validate
 from blockprune.components import build, build_all, build_pruning
 from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.evaluation import record_metrics, test_predictions
 from blockprune.failure import write_failure
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.models import load_classifier, model_max_length
@@ -38,6 +40,12 @@ log = logging.getLogger("blockprune")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    """One job: one fit, or with ``data.cv_folds=K`` one fit per fold and test metrics pooled
+    over every example (``blockprune.crossval``)."""
+    return cross_validate(cfg, fit) if cfg.data.get("cv_folds") else fit(cfg)
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
     """Seed; build data, model, pruning, callbacks, loggers, trainer; fit (continuing from
     ``checkpoints/last.ckpt`` when a killed job left one, see ``resume``); test the best
     weights; compact; save; write results.json. Returns the results. Under DDP (``trainer=ddp``)
@@ -97,6 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "status": "completed",
             "task_name": cfg.task_name,
             "metrics": {**val, **test},
+            "predictions": test_predictions(datamodule, module.test_predictions) if cfg.test else None,
             "dense": dense,
             "checkpoint": best or None,
             "world_size": trainer.world_size,
@@ -111,8 +120,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_json(out_dir / "data_report.json", datamodule.report)
         tokenizer = datamodule.tokenizer
         if cfg.vocab.trim:
-            module.model, tokenizer, results["vocab"], results["metrics_final"] = trim_job_vocabulary(
+            module.model, tokenizer, results["vocab"], results["predictions"] = trim_job_vocabulary(
                 module.model, datamodule, list(cfg.vocab.extra_corpora), cfg.vocab.keep_script_chars)
+            results["metrics_final"] = record_metrics(results["predictions"])
         if cfg.bench.enabled:
             results["speed"] = measure_speedup(
                 module.model, dense_reference, seq_len, batch_size=cfg.bench.batch_size, device=cfg.bench.device,

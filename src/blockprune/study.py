@@ -62,10 +62,23 @@ def run_study(
     """Run baseline, pruned sweep and report into ``out_dir``; return non-zero if any job failed.
 
     ``baseline``: an existing baseline job folder to prune from instead of training one.
+    ``study.seeds=[...]``: the whole study once per seed (``seed_<s>/``), each row compared with
+    its own seed's baseline; the report averages the seeds.
     """
     overrides = list(overrides or [])
     study = study_settings(preset, overrides)
     out = Path(out_dir or project_root() / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    seeds = study.get("seeds") or [None]
+    runs = [(out, overrides) if s is None else (out / f"seed_{s}", [*overrides, f"seed={s}"]) for s in seeds]
+    sweep_code = max(_study_one_seed(preset, o, ov, baseline, study) for o, ov in runs)
+    table = write_report([out] + ([Path(baseline)] if baseline else []), out)
+    log_to_wandb(table, out, group=study.get("group", preset))
+    log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
+    return sweep_code
+
+
+def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str | None, study: dict) -> int:
+    """Baseline (unless given) and the pruned sweep of one seed, into ``out``."""
     base_dir = Path(baseline) if baseline else out / "baseline"
     code = 0 if baseline else _run(
         [*baseline_output(base_dir, overrides), f"experiment={preset}", "prune=none", "distill=off", *overrides]
@@ -82,7 +95,4 @@ def run_study(
         "-m", f"experiment={preset}", "prune=block", f"prune.sparsity={sparsities}", f"distill={distill}",
         f"init_from={model_dir}", f"hydra.sweep.dir={out / 'pruned'}", *study.get("pruned_overrides", []), *overrides,
     ])
-    table = write_report([out] + ([base_dir] if baseline else []), out)
-    log_to_wandb(table, out, group=study.get("group", preset))
-    log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
     return sweep_code

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from blockprune.evaluation import evaluate_texts
+from blockprune.evaluation import predict_texts, test_predictions
 
 
 def trim_job_vocabulary(model, datamodule, extra_corpora: list[str], keep_script_chars: bool) -> tuple[Any, Any, dict, dict]:
     """Keep the vocabulary the training texts use (plus single characters of their scripts),
     then re-test with the trimmed tokenizer, so the reported accuracy is the saved model's.
 
-    Returns (model, tokenizer, trimming info with held-out UNK/re-split rates, test metrics).
+    Returns (model, tokenizer, trimming info with held-out UNK/re-split rates, test prediction record).
     """
     from blockprune.vocab import changed_tokenization_rate, read_text_column, trim_vocabulary, unk_rate
 
@@ -26,5 +26,5 @@ def trim_job_vocabulary(model, datamodule, extra_corpora: list[str], keep_script
         "heldout_unk_rate": unk_rate(tokenizer, held_out),
         "heldout_changed_tokenization_rate": changed_tokenization_rate(original, tokenizer, held_out),
     }
-    metrics = evaluate_texts(model, tokenizer, held_out, datamodule.labels("test"), datamodule.max_length)
-    return model, tokenizer, info, metrics
+    pred = predict_texts(model, tokenizer, held_out, datamodule.max_length)
+    return model, tokenizer, info, test_predictions(datamodule, pred)
