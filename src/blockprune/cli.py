@@ -1,4 +1,4 @@
-"""The ``blockprune`` console script: train, table1, report, bench, export, trim-vocab."""
+"""The ``blockprune`` console script: train, table1, report, bench, export, predict, trim-vocab."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _model_dirs(paths: list[str]) -> dict[str, Path]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from blockprune import load_model
-    from blockprune.benchmark import benchmark_models, save, to_markdown
+    from blockprune.bench import benchmark_models, save, to_markdown
 
     models = {name: load_model(path) for name, path in _model_dirs([args.baseline, *args.models]).items()}
     result = benchmark_models(
@@ -48,8 +48,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from blockprune.benchmark import save, to_markdown
-    from blockprune.step_overhead import measure_step_overhead
+    from blockprune.bench import save, to_markdown
+    from blockprune.bench.train_steps import measure_step_overhead
 
     block = "head" if args.attention_block == ["head"] else [int(x) for x in args.attention_block]
     result = measure_step_overhead(
@@ -64,16 +64,29 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
     from blockprune import load_model
-    from blockprune.export import check_onnx, export_onnx
+    from blockprune.models import load_tokenizer
 
-    model = load_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    path = export_onnx(model, tokenizer, args.onnx)
-    print(f"wrote {path}; max |logit difference| vs PyTorch: {check_onnx(model, path):.2e}")
+    model_dir = next(iter(_model_dirs([args.model]).values()))
+    model = load_model(model_dir)
+    tokenizer = load_tokenizer(str(model_dir))
+    if args.onnx:  # one float32 file anywhere (the pre-deploy behaviour)
+        from blockprune.deploy.onnx_export import check_onnx, export_onnx
+
+        path = export_onnx(model, tokenizer, args.onnx, overwrite=args.overwrite)
+        print(f"wrote {path}; max |logit difference| vs PyTorch: {check_onnx(model, path):.2e}")
+        return 0
+    from blockprune.deploy.cli import export_folder
+
+    record = export_folder(model, tokenizer, model_dir, args)
+    print(json.dumps({k: record[k] for k in ("fastest", "selected_by", "best")}, indent=2, ensure_ascii=False))
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from blockprune.deploy.cli import predict_command
+
+    return predict_command(next(iter(_model_dirs([args.model]).values())), args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -91,11 +104,11 @@ def cmd_table1(args: argparse.Namespace) -> int:
 
 
 def cmd_trim_vocab(args: argparse.Namespace) -> int:
-    from blockprune.pruning.vocab import trim_vocabulary_folder
+    from blockprune.vocab import trim_vocabulary_folder
 
     stats = trim_vocabulary_folder(
         args.model, args.out, args.corpus, text_column=args.text_column, heldout_files=args.heldout,
-        keep_script_chars=args.keep_script_chars,
+        keep_script_chars=args.keep_script_chars, overwrite=args.overwrite,
     )
     print(json.dumps(stats, indent=2, ensure_ascii=False))
     return 0
@@ -147,10 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.set_defaults(func=cmd_bench_train)
 
-    p = sub.add_parser("export", help="export a (compacted) classifier to ONNX")
-    p.add_argument("model")
-    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p = sub.add_parser("export", help="export a saved classifier to fast runtimes (into its folder), re-test and time them")
+    p.add_argument("model", help="model folder or job folder (results.json)")
+    p.add_argument("--runtime", nargs="+", default=["onnx", "onnx-int8"],
+                   help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), torch-bf16, torch-int8")
+    p.add_argument("--texts", help="CSV/TSV/JSONL (or .txt) texts to re-test on (default: random inputs, agreement only)")
+    p.add_argument("--text-column", default="Text")
+    p.add_argument("--label-column", help="with --texts: labels, so each runtime's accuracy is measured")
+    p.add_argument("--seq-len", type=int, help="timing length (default: 95th percentile of --texts, else 40)")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--per-channel", action="store_true", help="int8: one scale per weight row")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.5, help="points; runtimes losing more are not served")
+    p.add_argument("--onnx", help="instead: write one float32 .onnx file at this path (no deploy.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace whatever is at the --onnx path (even a folder)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="label + score for each text of a file (or - for stdin), on the fastest runtime")
+    p.add_argument("model", help="model folder or job folder (results.json)")
+    p.add_argument("input", help="CSV/TSV/JSONL/.txt file, or - for stdin (JSON Lines, or one text per line)")
+    p.add_argument("--out", help="output file (default stdout); .csv writes CSV")
+    p.add_argument("--format", choices=["csv", "tsv", "jsonl", "lines"], help="input format (default: by suffix)")
+    p.add_argument("--output-format", choices=["jsonl", "csv"], help="default: by --out suffix, else jsonl")
+    p.add_argument("--text-column", default="Text")
+    p.add_argument("--runtime", help="override the runtime recorded in deploy.json (torch, onnx, onnx-int8, ...)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--with-text", action="store_true", help="repeat each text in the output")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("trim-vocab", help="keep only the vocabulary a corpus uses (tokenizer + embeddings)")
     p.add_argument("model")
@@ -159,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="Text")
     p.add_argument("--heldout", nargs="*", default=[], help="files to report the UNK rate on")
     p.add_argument("--keep-script-chars", action="store_true", help="also keep single characters of the scripts seen")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT even if it is a folder trim-vocab did not write")
     p.set_defaults(func=cmd_trim_vocab)
     return parser
 

@@ -17,22 +17,25 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from blockprune.atomic import MODEL_KIND, atomic_path, remove_stale_temporaries, write_json
-from blockprune.benchmark import measure_speedup
+from blockprune.bench.speedup import measure_speedup
 from blockprune.callbacks import LastCheckpoint
 from blockprune.carbon import CarbonTracking
 from blockprune.compaction import compact_and_check
 from blockprune.crossval import cross_validate
 from blockprune.components import build, build_all, build_pruning
 from blockprune.config import CONFIG_DIR, entry_script
+from blockprune.deploy import deploy_after_job
 from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.evaluation import record_metrics, test_predictions
 from blockprune.failure import write_failure
 from blockprune.flops import count_parameters, flops_per_token
+from blockprune.hub import check_push, publish
 from blockprune.models import load_classifier, model_max_length
 from blockprune.module import ClassifierModule
 from blockprune.redact import redacted_argv, redacted_container
 from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
+from blockprune.teacher import provide_teacher
 from blockprune.validation import check_config
 from blockprune.vocab.job import trim_job_vocabulary
 
@@ -54,6 +57,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     # Every check that can fail comes before the first file is written (loggers, checkpoints).
     check_config(cfg)
+    check_push(cfg)  # hub.push: repo id, token and a reachable hub, before any training
+    provide_teacher(cfg)  # no fine-tuned model to prune/distil from: the dense teacher, fine-tuned once (cached)
     pruning = build_pruning(cfg.get("prune"))
     distillation = build(cfg.distill) if cfg.get("distill") else None
     L.seed_everything(cfg.seed, workers=True)
@@ -137,6 +142,9 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
                 module.model.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
             results["model_dir"] = str(model_dir)
+            if cfg.get("deploy") and cfg.deploy.runtimes:  # fast runtimes, re-tested and timed (conf/deploy)
+                results["deploy"] = deploy_after_job(module.model, tokenizer, model_dir, dense_reference, datamodule,
+                                                     cfg.deploy, seq_len)
         carbon = next((cb for cb in trainer.callbacks if isinstance(cb, CarbonTracking)), None)
         if carbon is not None:
             results["carbon"] = carbon.results
@@ -144,6 +152,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         csv_history.merge()  # last: the loggers write no more rows
         results["wall_time_s"] = round(time.time() - start, 1)
         results["config"] = config
+        results["hub"] = publish(results, cfg)  # model card in model/README.md; upload with hub.push
         write_json(out_dir / "results.json", results)
         final = results.get("metrics_final") or results.get("metrics_compacted") or results["metrics"]
         log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),

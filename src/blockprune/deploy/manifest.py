@@ -1,0 +1,80 @@
+"""``deploy.json`` in a model folder: what was exported, how it was verified, which runtime serves.
+
+``predict`` reads ``fastest`` from it, so the runtime a folder is served in is one that was
+measured and re-tested on this kind of machine, never assumed. The CPU it was measured on is
+recorded, because what int8 / bf16 give depends on the instructions (VNNI, AMX) the CPU has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blockprune.atomic import write_json
+from blockprune.errors import BlockpruneError
+
+MANIFEST = "deploy.json"
+SCHEMA = "blockprune.deploy/1"
+#: CPU flags that decide what int8 and bfloat16 runtimes give.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, the flags above that it has, core count, threads, library versions."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == (platform.processor() or platform.machine()):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "cpu": name,
+        "flags": [f for f in CPU_FLAGS if f in flags],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": version("onnxruntime"),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_manifest(model_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
+    path = Path(model_dir) / MANIFEST
+    write_json(path, {"schema": SCHEMA, **record})
+    return path
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise BlockpruneError(f"{path} is not valid JSON ({err}). Fix: re-run blockprune export {model_dir} --runtime ...") from None
+
+
+def serving_runtime(model_dir: str | os.PathLike, override: str | None = None) -> str:
+    """The runtime to serve ``model_dir`` in: ``override``, else the fastest verified one, else torch."""
+    if override:
+        return override
+    manifest = read_manifest(model_dir) or {}
+    return manifest.get("fastest") or "torch"

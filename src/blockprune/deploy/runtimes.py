@@ -1,0 +1,159 @@
+"""The runtimes a saved classifier can be served in, behind one call: ``logits(batch) -> ndarray``.
+
+=============  ===========================================================================
+``torch``      PyTorch float32, eager (what training measures; the reference for the others)
+``torch-bf16`` PyTorch with CPU bfloat16 autocast (fast where the CPU has AMX / AVX512-BF16)
+``torch-int8`` PyTorch dynamic int8 (``torch.ao``; deprecated upstream, kept for comparison)
+``onnx``       onnxruntime float32 on ``model.onnx`` in the model folder
+``onnx-int8``  onnxruntime dynamic int8 on ``model_quantized.onnx`` in the model folder
+=============  ===========================================================================
+
+The ONNX file names are the ones Optimum's ``ORTModelForSequenceClassification`` loads
+(``model.onnx``; ``file_name="model_quantized.onnx"``), so an exported folder also serves there.
+A batch is a mapping of numpy int64 arrays (``input_ids``, ``attention_mask`` and, when the
+tokenizer makes them, ``token_type_ids``), as a tokenizer returns with ``return_tensors="np"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blockprune.errors import BlockpruneError, ConfigError
+
+RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
+#: The file each ONNX runtime reads from (and ``export_runtime`` writes into) the model folder.
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+#: Runtimes whose logits must equal PyTorch float32's (max abs difference <= 1e-4).
+EXACT = ("torch", "onnx")
+
+
+def check_runtimes(names: Sequence[str]) -> list[str]:
+    """The names, validated (a typo is a ConfigError naming the choices)."""
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown:
+        raise ConfigError(f"unknown runtime(s) {unknown}; choose from {list(RUNTIMES)} (deploy.runtimes / --runtime).")
+    return list(dict.fromkeys(names))
+
+
+class Runtime:
+    """A classifier ready to serve: ``logits(batch)`` returns float32 (batch, labels)."""
+
+    name = "runtime"
+
+    def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchRuntime(Runtime):
+    """PyTorch on CPU: float32, bfloat16 autocast, or dynamic int8 (a quantised copy)."""
+
+    def __init__(self, model: nn.Module, name: str = "torch"):
+        model = model.eval()
+        if name == "torch-int8":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao deprecation notices
+                model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).float(), {nn.Linear}, dtype=torch.qint8)
+        self.model, self.name = model, name
+        self.input_names = _torch_input_names(model)
+
+    def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        inputs = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in batch.items() if k in self.input_names}
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.name == "torch-bf16" else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            out = self.model(**inputs)
+        return (out.logits if hasattr(out, "logits") else out[0]).float().numpy()
+
+
+def _torch_input_names(model: nn.Module) -> set[str]:
+    base = getattr(model, "base_model", model)
+    types = getattr(getattr(base, "embeddings", None), "token_type_embeddings", None) is not None
+    return {"input_ids", "attention_mask"} | ({"token_type_ids"} if types else set())
+
+
+class OnnxRuntime(Runtime):
+    """An onnxruntime CPU session over one of the model folder's ONNX files."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "onnx", threads: int | None = None):
+        from blockprune.deploy.onnx_export import _ort_session
+
+        self.path, self.name = Path(path), name
+        if not self.path.is_file():
+            raise BlockpruneError(
+                f"{self.path} does not exist: runtime '{name}' needs it. "
+                f"Fix: blockprune export {self.path.parent} --runtime {name}"
+            )
+        self.session = _ort_session(self.path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+        ids = np.asarray(batch["input_ids"], dtype=np.int64)
+        feeds = {}
+        for n in self.input_names:
+            value = batch.get(n)
+            if value is None:
+                value = np.ones_like(ids) if n == "attention_mask" else np.zeros_like(ids)
+            feeds[n] = np.asarray(value, dtype=np.int64)
+        return self.session.run(["logits"], feeds)[0]
+
+
+def export_runtime(
+    model: nn.Module,
+    tokenizer: Any | None,
+    model_dir: str | os.PathLike,
+    name: str,
+    *,
+    int8: Mapping[str, Any] | None = None,
+) -> Path | None:
+    """Write what runtime ``name`` needs into ``model_dir``; return the file (None: nothing to write).
+
+    ``onnx-int8`` quantises ``model.onnx`` (exported first when missing, or older than the
+    weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`.
+    """
+    check_runtimes([name])
+    if name not in FILES:
+        return None
+    from blockprune.deploy.onnx_export import export_onnx
+    from blockprune.deploy.quantize import quantize_int8
+
+    folder = Path(model_dir)
+    fp32 = folder / FILES["onnx"]
+    weights = folder / "model.safetensors"
+    stale = fp32.is_file() and weights.is_file() and fp32.stat().st_mtime < weights.stat().st_mtime
+    if name == "onnx" or not fp32.is_file() or stale:
+        export_onnx(model, tokenizer, fp32)
+    if name == "onnx":
+        return fp32
+    return quantize_int8(fp32, folder / FILES[name], **dict(int8 or {}))
+
+
+def open_runtime(
+    name: str,
+    model_dir: str | os.PathLike | None = None,
+    model: nn.Module | None = None,
+    threads: int | None = None,
+) -> Runtime:
+    """Runtime ``name`` for the model in ``model_dir`` (torch runtimes may take ``model`` instead)."""
+    check_runtimes([name])
+    if name in FILES:
+        if model_dir is None:
+            raise BlockpruneError(f"runtime '{name}' reads {FILES[name]} from a model folder; none was given.")
+        return OnnxRuntime(Path(model_dir) / FILES[name], name, threads)
+    if model is None:
+        if model_dir is None:
+            raise BlockpruneError(f"runtime '{name}' needs a model or a model folder.")
+        from blockprune.models import load_model
+
+        model = load_model(model_dir)
+    if threads:
+        torch.set_num_threads(int(threads))
+    return TorchRuntime(model, name)

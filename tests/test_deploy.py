@@ -1,0 +1,151 @@
+"""Deployment runtimes: each one's predictions against PyTorch float32, the export into the
+model folder (Optimum's file names, deploy.json), and the `deploy` section of a tiny job."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+from helpers.jobs import make_cfg
+from helpers.paths import SHC_CSV
+from helpers.saved_models import LABELS, compacted, save, tiny_classifier
+
+from blockprune.cli import main as cli
+from blockprune.data.reading import read_records
+from blockprune.deploy.manifest import CPU_FLAGS
+from blockprune.deploy import FILES, RUNTIMES, deploy_job, export_runtime, open_runtime, read_manifest
+from blockprune.deploy.inference import predict_logits
+from blockprune.errors import ConfigError
+from blockprune.models import load_model, load_tokenizer
+
+#: int8 / bfloat16 on the fixed set: at least this share of predictions equal to float32's ...
+MIN_AGREEMENT = 0.9
+#: ... and logits within this (the tiny model's logits are about 0.1 in size).
+MAX_REDUCED_DIFF = 0.02
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return read_records(SHC_CSV)["text"].tolist()[:40]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    model = compacted(tiny_classifier())
+    path = save(model, tmp_path_factory.mktemp("deploy") / "model")
+    tokenizer = load_tokenizer(str(path))
+    for name in ("onnx", "onnx-int8"):
+        export_runtime(model, tokenizer, path, name)
+    return path
+
+
+def _logits(name, folder, texts):
+    return predict_logits(open_runtime(name, folder), load_tokenizer(str(folder)), texts, max_length=128, batch_size=8)
+
+
+def test_float32_onnx_gives_pytorch_logits(folder, texts):
+    ref = _logits("torch", folder, texts)
+    assert ref.shape == (len(texts), len(LABELS))
+    assert np.abs(_logits("onnx", folder, texts) - ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["onnx-int8", "torch-int8", "torch-bf16"])
+def test_reduced_precision_agrees_with_float32(folder, texts, name):
+    ref, got = _logits("torch", folder, texts), _logits(name, folder, texts)
+    agreement = float((got.argmax(-1) == ref.argmax(-1)).mean())
+    diff = float(np.abs(got - ref).max())
+    print(f"{name}: agreement {agreement:.3f}, max |logit diff| {diff:.2e}")  # reported with -s
+    assert 0 < diff <= MAX_REDUCED_DIFF  # > 0: it really ran in reduced precision
+    assert agreement >= MIN_AGREEMENT
+
+
+def test_exported_files_have_optimum_names_and_int8_keeps_the_classifier_fp32(folder):
+    import onnx
+
+    assert FILES == {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+    assert (folder / "model.onnx").is_file() and (folder / "model_quantized.onnx").is_file()
+    graph = onnx.load(str(folder / "model_quantized.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"}  # the encoder is int8
+    classifier = [n for n in graph.node if "classifier" in n.name]
+    assert classifier and all(n.op_type in ("Gemm", "MatMul", "Add") for n in classifier)
+
+
+def test_optimum_loads_the_exported_folder(folder, texts):
+    optimum = pytest.importorskip("optimum.onnxruntime")
+    tokenizer = load_tokenizer(str(folder))
+    enc = tokenizer(texts[:4], padding=True, return_tensors="pt")
+    ref = load_model(folder)(**enc).logits.detach().numpy()
+    for file_name in ("model.onnx", "model_quantized.onnx"):
+        ort_model = optimum.ORTModelForSequenceClassification.from_pretrained(folder, file_name=file_name)
+        got = ort_model(**enc).logits.detach().numpy()
+        assert np.abs(got - ref).max() <= (1e-4 if file_name == "model.onnx" else MAX_REDUCED_DIFF)
+
+
+def test_unknown_runtime_is_a_config_error(folder):
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        open_runtime("onnx-int4", folder)
+    assert set(RUNTIMES) >= {"torch", "onnx", "onnx-int8"}
+
+
+def test_deploy_job_records_every_runtime_and_the_fastest(tmp_path, texts):
+    dense = tiny_classifier()
+    model = compacted(dense)
+    path = save(model, tmp_path / "model")
+    labels = [i % len(LABELS) for i in range(len(texts))]
+    record = deploy_job(model, load_tokenizer(str(path)), path, dense, texts, labels, ["onnx", "onnx-int8"],
+                        seq_len=24, max_length=128, repeats=2, warmup=1)
+    rows = record["runtimes"]
+    assert list(rows) == ["torch", "onnx", "onnx-int8"]
+    assert rows["onnx"]["max_abs_logit_diff"] <= 1e-4 and rows["onnx"]["verified"]
+    assert rows["torch"]["agreement"] == 1.0 and rows["torch"]["speedup_vs_dense_torch"]["batch_32"] > 0
+    for name, row in rows.items():
+        assert 0 <= row["accuracy"] <= 1 and row["n_texts"] == len(texts)
+        assert set(row["latency_ms"]) == {"batch_1", "batch_32"} and min(row["latency_ms"].values()) > 0
+        assert row["throughput_per_s"]["batch_32"] == pytest.approx(32e3 / row["latency_ms"]["batch_32"])
+        same = row["dense_latency_ms"]["batch_32"] / row["latency_ms"]["batch_32"]
+        assert row["speedup_vs_dense_same_runtime"]["batch_32"] == pytest.approx(same)
+    assert record["fastest"] in rows and rows[record["fastest"]]["verified"]
+    assert set(record["environment"]["flags"]) <= set(CPU_FLAGS) and record["environment"]["threads"] >= 1
+    assert read_manifest(path)["fastest"] == record["fastest"]
+
+
+def test_export_command_writes_the_folder_and_deploy_json(tmp_path, capsys):
+    path = save(compacted(tiny_classifier()), tmp_path / "model")
+    data = tmp_path / "check.csv"
+    df = read_records(SHC_CSV).head(24)
+    df.assign(Label=[LABELS[i % 3] for i in range(len(df))]).rename(columns={"text": "Text"})[["Text", "Label"]].to_csv(
+        data, index=False)
+    code = cli(["export", str(path), "--runtime", "onnx", "onnx-int8", "--texts", str(data), "--label-column", "Label",
+                "--repeats", "2"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    manifest = read_manifest(path)
+    assert summary["fastest"] == manifest["fastest"] in manifest["runtimes"]
+    assert manifest["runtimes"]["onnx-int8"]["n_texts"] == 24 and "accuracy" in manifest["runtimes"]["onnx-int8"]
+    assert (path / "model.onnx").is_file() and (path / "model_quantized.onnx").is_file()
+
+
+def test_deploy_section_of_a_tiny_pruned_job(tmp_path):
+    from blockprune.main import train
+
+    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head", "deploy=cpu",
+                              "deploy.repeats=2", "deploy.warmup=1", "bench.repeats=2", "bench.warmup=1",
+                              "callbacks=no_carbon", "trainer.max_epochs=1"])
+    results = train(cfg)
+    section = results["deploy"]
+    assert set(section["runtimes"]) == {"torch", "onnx", "onnx-int8"}
+    assert len({row["n_texts"] for row in section["runtimes"].values()}) == 1
+    for row in section["runtimes"].values():
+        assert 0 <= row["accuracy"] <= 1 and row["n_texts"] > 0 and row["speedup_vs_dense_torch"]["batch_32"] > 0
+    # the job's own PyTorch float32 accuracy is the compacted model's test accuracy
+    final = results.get("metrics_final") or results["metrics_compacted"]
+    assert section["runtimes"]["torch"]["accuracy"] == pytest.approx(final["test/acc"], abs=1e-6)
+    assert section["dense_reference"] == "dense model of the job"
+    model_dir = tmp_path / "model"
+    assert (model_dir / "model_quantized.onnx").is_file() and read_manifest(model_dir)["fastest"] == section["fastest"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["deploy"]["fastest"] == section["fastest"]
