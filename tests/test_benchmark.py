@@ -9,13 +9,14 @@ import torch
 
 from helpers.tiny_bert import make_compacted, make_tiny
 
-from blockprune.benchmark import (  # noqa: E402
+from blockprune.bench import (
     benchmark_models,
     save,
     to_markdown,
     training_step_overhead,
 )
-from blockprune.errors import ConfigError  # noqa: E402
+from blockprune.bench.runners import RUNNERS, Ready, Runner, register
+from blockprune.errors import ConfigError
 
 STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "q1_ms", "q3_ms", "iqr_ms", "repeats")
 RESULT_FIELDS = STAT_FIELDS + (
@@ -52,6 +53,7 @@ def test_benchmark_result_is_well_formed(result, tmp_path):
     env = result["environment"]
     for key in ("torch", "device", "device_name", "torch_threads", "date", "cpu_count"):
         assert env[key] not in (None, "")
+    assert env["cpu"] and isinstance(env["cpu_flags"], list)  # CPU model + avx2/avx512_vnni/amx flags
     assert env["torch_threads"] == 1 and result["settings"]["threads"] == 1
     assert torch.get_num_threads() >= 1  # restored afterwards
     assert result["models"]["compact"]["heads_per_layer"] == [2, 1, 4]
@@ -88,6 +90,7 @@ def test_benchmark_result_is_well_formed(result, tmp_path):
     assert loaded["cells"][0]["results"]["dense"]["speedup"] == 1.0
     md = to_markdown(loaded)
     assert "| dense |" in md and "| compact |" in md and "Skipped cells" in md and "float16" in md
+    assert f"- cpu: {env['cpu']}; flags:" in md
 
 
 def test_custom_cells_and_bad_settings():
@@ -119,3 +122,41 @@ def test_training_step_overhead():
     assert out["ratio_vs_dense"]["dense"] == 1.0 and out["ratio_vs_dense"]["distill"] > 0
     assert all(s["median_ms"] > 0 and s["repeats"] == 3 for s in out["steps"].values())
     assert "| distill |" in to_markdown(out)
+
+
+class _Counted(torch.nn.Module):
+    """A benchmark entry of another backend: a PyTorch model behind a runner that counts its calls."""
+
+    backend = "counted"
+
+    def __init__(self, model, runs: list):
+        super().__init__()
+        self.flops_model, self.runs = model, runs
+
+
+def test_a_registered_runner_times_its_backend_and_a_skipping_one_is_reported():
+    runs: list = []
+
+    def prepare(entry, dev, dtype):
+        if dtype != "float32":
+            return "counted entries run in float32 only."
+        return Ready(lambda ids, mask: runs.append(entry.flops_model(input_ids=ids, attention_mask=mask)))
+
+    register(Runner("counted", prepare))
+    try:
+        dense = make_tiny(2)
+        r = benchmark_models({"dense": dense, "counted": _Counted(make_compacted(), runs)}, cells=[(2, 8)],
+                             typical_seq_len=8, warmup=2, repeats=3, progress=False)
+        cell = r["cells"][0]
+        assert cell["status"] == "ok" and cell["results"]["counted"]["repeats"] == 3
+        assert len(runs) == 2 + 3  # warm-up + timed runs, through the registered runner
+        assert r["models"]["counted"]["backend"] == "counted"
+        assert r["models"]["counted"]["heads_per_layer"] == [2, 1, 4]  # shapes from its flops_model
+        only = benchmark_models({"counted": _Counted(dense, runs)}, cells=[(2, 8)], typical_seq_len=8,
+                                dtypes=("bfloat16",), warmup=1, repeats=2, progress=False)
+        assert only["cells"][0]["results"]["counted"] == {"status": "skipped", "note": "counted entries run in float32 only."}
+    finally:
+        RUNNERS.pop("counted")
+    with pytest.raises(ConfigError, match="backend 'counted'"):
+        benchmark_models({"x": _Counted(dense, runs)}, cells=[(2, 8)], typical_seq_len=8, progress=False)
+

@@ -37,7 +37,7 @@ def check_config(cfg: DictConfig) -> None:
                               "save_pretrained wrote (e.g. outputs/<task>/<run>/model) or a hub id.")
     bench = cfg.get("bench") or {}
     if bench.get("enabled"):
-        from blockprune.benchmark import normalise_dtype
+        from blockprune.bench.dtypes import normalise_dtype
 
         try:
             normalise_dtype(bench.get("dtype", "float32"))
