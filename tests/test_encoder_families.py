@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     AlbertConfig,
     AlbertForSequenceClassification,
@@ -181,6 +182,35 @@ def test_modernbert_flops_hand_count():
     assert [pl["total"] for pl in got["per_layer"]] == [layer] * 3
     assert [pl["ffn"] for pl in got["per_layer"]] == [FFN] * 3  # neurons, not Wi's 2f rows
     assert got["total"] == pytest.approx(3 * layer + head)
+
+
+def test_deberta_flops_hand_count_with_relative_positions():
+    """DeBERTa-v3: c2p and p2c each score a query against 2*span positions and project them once."""
+    model = make("deberta-v3")
+    n, h, a, f, r, terms = 20, HIDDEN, HIDDEN, FFN, 2 * 8, 2  # position_buckets=8: span 8
+    position = terms * (2 * r * a + 2 * r * h * a / n)
+    assert position == pytest.approx(2 * (2 * 16 * 64 + 2 * 16 * 64 * 64 / 20)) == pytest.approx(17203.2)
+    layer = 2 * 3 * h * a + 2 * a * h + 2 * n * a + 2 * n * a + position + 2 * h * f + 2 * f * h
+    got = flops_per_token(model, n)
+    assert [pl["total"] for pl in got["per_layer"]] == pytest.approx([layer] * LAYERS)
+    assert got["breakdown"]["attn_position"] == pytest.approx(LAYERS * position)
+    assert got["total"] == pytest.approx(LAYERS * layer + 2 * (h * h + h * LABELS) / n)  # ContextPooler + classifier
+
+
+@pytest.mark.parametrize("compacted", [False, True])
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_flops_equal_torch_flop_counter(family, compacted):
+    """The analytic count equals what torch counts in a real forward pass (one unpadded sequence)."""
+    model = make(family)
+    if compacted:
+        BlockPruning(0.5, attention_block="head").patch(model)
+        _random_mask(model, 0.5, seed=2)
+        compact_model(model)
+    n = 20
+    ids = torch.randint(5, VOCAB, (1, n), generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:  # grad mode on: the counter's module tracker needs it
+        model(input_ids=ids)
+    assert counter.get_total_flops() == pytest.approx(flops_per_token(model, n)["total"] * n, rel=1e-9)
 
 
 def test_modernbert_flops_after_compaction():
