@@ -43,7 +43,7 @@ _NOT_DEFINING = {
 _DATA_FILES = ("file", "train_file", "val_file", "test_file")
 #: Overrides of the job that do not carry over to its teacher (the teacher job sets its own).
 _JOB_ONLY = ("prune", "distill", "init_from", "resume", "vocab", "bench", "task_name", "teacher", "save_model",
-             "test", "tags", "hydra.")
+             "test", "tags", "hub", "deploy", "hydra.")
 FAILED = "teacher_failed.json"
 
 
@@ -156,7 +156,7 @@ def teacher_command(teacher_dir: Path) -> list[str]:
     overrides = [o for o in hydra.overrides.task if not _job_only(o)]
     return [sys.executable, str(entry_script()), *flags, *overrides,
             "prune=none", "prune.sparsity=0", "distill=off", "init_from=null", "vocab.trim=false",
-            "bench.enabled=false", "save_model=true", "teacher.auto=false", "task_name=teacher",
+            "bench.enabled=false", "save_model=true", "teacher.auto=false", "hub.push=false", "task_name=teacher",
             f"hydra.run.dir={_quote(str(teacher_dir))}"]
 
 

@@ -17,12 +17,13 @@ FAST = [
     "trainer.max_epochs=2",
     "logger=csv",
     "data.limit={train: 96, val: 48, test: 48}",
+    "teacher.auto=false",  # the tiny random model is pruned as it is (tests/test_teacher.py covers the teacher)
 ]
 
 
 #: The same tiny job as command-line overrides, for tests that run `python train.py` in a subprocess.
 TINY_CLI = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
-            "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}"]
+            "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}", "teacher.auto=false"]
 
 
 def make_cfg(tmp_path: Path, overrides: list[str]):
