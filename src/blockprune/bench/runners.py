@@ -105,7 +105,7 @@ def onnxruntime_entries(
     if dev.type != "cpu":
         notes.append("onnxruntime entries are CPU-only; skipped on this device.")
         return dict(models)
-    from blockprune.export import OnnxRuntimeClassifier, export_onnx
+    from blockprune.deploy.onnx_export import OnnxRuntimeClassifier, export_onnx
 
     selected = list(models) if which is True else list(which)
     unknown = [n for n in selected if n not in models]
