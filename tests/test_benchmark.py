@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from helpers.tiny_bert import make_compacted, make_tiny
 
 from blockprune.bench import (

@@ -19,7 +19,12 @@ from helpers.toy_vocab import (
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from blockprune.errors import BlockpruneError, ConfigError, DataError
-from blockprune.vocab import read_text_column, script_key, trim_vocabulary, trim_vocabulary_folder
+from blockprune.vocab import (
+    read_text_column,
+    script_key,
+    trim_vocabulary,
+    trim_vocabulary_folder,
+)
 
 # --------------------------------------------------------------------------------------- errors
 
