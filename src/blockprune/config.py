@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from blockprune.run_names import run_info
+
 #: The Hydra configs ship inside the package (``pkg://blockprune.conf``).
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -46,6 +48,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("blockprune_root", lambda: str(project_root()), replace=True)
     OmegaConf.register_new_resolver("blockprune_deterministic", default_deterministic, replace=True)
     OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
+    OmegaConf.register_new_resolver("blockprune_run", run_info, replace=True)  # W&B name/group/job_type
     OmegaConf.register_new_resolver(
         "blockprune_first", lambda *values: next((v for v in values if v not in (None, "None", "")), None),
         replace=True,

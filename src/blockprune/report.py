@@ -232,15 +232,20 @@ def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame
 
 
 def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path | None:
-    """Log the table (``wandb.Table``) and the plot to an offline W&B run of the study's group."""
+    """Log the table (``wandb.Table``) and the plot to an offline W&B run in the study's group
+    (the group of its jobs' runs, blockprune.run_names); ``group`` (the preset) becomes a tag."""
+    from blockprune.config import project_root
+    from blockprune.run_names import run_group, run_name
+
     try:
         import wandb
     except ImportError:
         log.info("report: wandb is not installed; the table and plot are only on disk")
         return None
     out = Path(out_dir)
-    run = wandb.init(project="blockprune", group=group, name=f"{group}-report", job_type="report",
-                     dir=str(out), mode="offline", reinit="finish_previous")
+    log_dir = project_root() / "outputs"
+    run = wandb.init(project="blockprune", group=run_group(out, log_dir), name=run_name(out / "report", log_dir),
+                     job_type="report", tags=[group], dir=str(out), mode="offline", reinit="finish_previous")
     run.log({"table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
              "accuracy_vs_speedup": wandb.Image(str(out / "accuracy_vs_speedup.png"))})
     run.finish()
