@@ -111,9 +111,16 @@ def atomic_path(path: str | os.PathLike, *, kind: str | None = None, overwrite: 
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically (indent 2, UTF-8, non-ASCII kept readable)."""
+    """Write JSON atomically (indent 2, UTF-8, non-ASCII kept readable), secrets masked.
+
+    Every JSON artefact (results.json, data_report.json, a failure's error and traceback,
+    bench.json) goes through ``redact``: one path, so no writer can forget it.
+    """
+    from blockprune.redact import redact
+
+    text = json.dumps(redact(json.loads(json.dumps(data, default=str))), indent=2, ensure_ascii=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:
