@@ -31,6 +31,8 @@ class Server:
         self.files: dict[str, bytes] = {}
         self.drops: dict[str, int] = {}
         self.ranges = True
+        self.redirects: dict[str, str] = {}  # path -> Location
+        self.slow: float = 0.0  # seconds between 1 KiB chunks
         self.requests: list[tuple[str, str | None]] = []
         outer = self
 
@@ -41,6 +43,12 @@ class Server:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 outer.requests.append((self.path, rng))
+                if self.path in outer.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", outer.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = outer.files.get(self.path)
                 if body is None:
                     self.send_error(404, "Not Found")
@@ -58,14 +66,20 @@ class Server:
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)  # drop the connection mid-file
                     return
+                if outer.slow:
+                    for i in range(0, len(part), 1024):
+                        self.wfile.write(part[i : i + 1024])
+                        self.wfile.flush()
+                        time.sleep(outer.slow)
+                    return
                 self.wfile.write(part)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.httpd.server_port}{path}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -142,12 +156,53 @@ def test_missing_remote_file_fails_without_retrying(server, tmp_path):
     assert len(server.requests) == 1 and cached_files(tmp_path) == []
 
 
-def test_unpinned_file_is_used_and_its_hash_logged(server, tmp_path, caplog):
+def test_unpinned_file_is_used_its_hash_recorded_beside_it_and_enforced_afterwards(server, tmp_path, caplog):
     url = server.url("/mahanews/LDC/LDC_Train.csv")
     with caplog.at_level(logging.WARNING, logger="blockprune.data.download"):
         path = fetch(url, None, tmp_path, key="data.train_file", progress=False)
     assert path.read_bytes() == CSV
     assert f"data.train_file.sha256={sha(CSV)}" in caplog.text
+    sidecar = path.with_name(path.name + ".sha256")
+    assert sidecar.read_text().strip() == sha(CSV)
+    assert fetch(url, None, tmp_path, key="data.train_file", progress=False) == path  # same file: used
+    path.write_bytes(CSV.replace(b"Sports", b"Sp0rts"))  # changed in the cache after its first download
+    with pytest.raises(DataError, match="changed since its first download") as err:
+        fetch(url, None, tmp_path, key="data.train_file", progress=False)
+    assert str(sidecar) in str(err.value) and len(server.requests) == 1
+
+
+def test_plain_http_needs_a_pinned_hash_and_host_names_are_checked():
+    pinned = "ab" * 32
+    check_spec("data.file", {"url": "http://data.example.org/x.csv", "sha256": pinned})  # http + pinned: allowed
+    check_spec("data.file", {"url": "https://data.example.org/x.csv"})
+    with pytest.raises(ConfigError, match="https"):
+        check_spec("data.file", {"url": "http://data.example.org/x.csv"})
+    for url in ("http://../x.csv", "https://../x.csv", "https://a..b/x.csv", "https://-bad.org/x.csv", "https://h.org:99999/x.csv"):
+        with pytest.raises(ConfigError):
+            check_spec("data.file", {"url": url, "sha256": pinned})
+
+
+def test_redirects_stay_on_the_same_scheme_and_host(server, tmp_path):
+    server.redirects["/moved.csv"] = "/mahanews/LDC/LDC_Train.csv"  # same host: followed
+    path = fetch(server.url("/moved.csv"), sha(CSV), tmp_path, progress=False)
+    assert path.read_bytes() == CSV
+    for i, target in enumerate((server.url("/mahanews/LDC/LDC_Train.csv", host="localhost"), "ftp://127.0.0.1/x.csv",
+                                "https://127.0.0.1/x.csv")):
+        server.redirects[f"/away{i}.csv"] = target
+        with pytest.raises(DataError, match="refused redirect"):
+            fetch(server.url(f"/away{i}.csv"), sha(CSV), tmp_path / "other", progress=False)
+    assert cached_files(tmp_path / "other") == []
+
+
+def test_size_cap_and_overall_deadline_stop_a_download_and_cache_nothing(server, tmp_path):
+    url = server.url("/mahanews/LDC/LDC_Train.csv")
+    with pytest.raises(DataError, match="over the limit of 1000"):
+        fetch(url, sha(CSV), tmp_path, max_bytes=1000, progress=False)
+    assert len(server.requests) == 1  # not retried
+    server.slow = 0.05  # about 0.05 s per KiB: the whole file would take over a second
+    with pytest.raises(DataError, match="deadline"):
+        fetch(url, sha(CSV), tmp_path, deadline=0.3, backoff=0, progress=False)
+    assert cached_files(tmp_path) == []
 
 
 def test_unreachable_host_fails_fast_saying_what_was_tried_and_where_to_put_the_file(tmp_path):
@@ -155,11 +210,10 @@ def test_unreachable_host_fails_fast_saying_what_was_tried_and_where_to_put_the_
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/l3cube-pune/MarathiNLP/main/L3Cube-MahaNews/LDC/LDC_Train.csv"
-    start = time.monotonic()
     with pytest.raises(DataError) as err:
-        fetch(url, None, tmp_path / "cache", key="data.train_file", progress=False)  # default retries/backoff
-    assert time.monotonic() - start < 10
+        fetch(url, None, tmp_path / "cache", key="data.train_file", backoff=0, progress=False)  # default retries
     msg = str(err.value)
+    assert "attempt 3: cannot connect" in msg and "attempt 4" not in msg  # bounded: 1 try + 2 retries
     assert url in msg and str(cache_path(tmp_path / "cache", url)) in msg and "data.train_file=" in msg
     assert "data.download_dir" in msg
     assert list((tmp_path / "cache").rglob("*")) == []  # not even the folders it made

@@ -11,14 +11,21 @@ progress bar into a temporary name beside the target, retried on connection erro
 with an HTTP ``Range`` request where the server honours it), checked against ``sha256``, and
 only then renamed into place, so the cache never holds a half-written or unverified file. A
 file already in the cache (downloaded before or put there by hand) is verified and used with
-no request. ``sha256: null`` means "trust on first use": the file is used and its hash is
-logged as a warning so it can be pinned in the config.
+no request. ``sha256: null`` means "trust on first use": the file's hash is written beside it
+(``<file>.sha256``) on first download and enforced on every later use, and logged so it can be
+pinned in the config.
+
+What a download may do is bounded: ``https`` only (plain ``http`` only with a pinned sha256, or
+to this machine's loopback address), a real host name (``http://../x.csv`` is refused), redirects
+only within the same scheme and host, at most ``max_bytes`` (1 GiB) and ``deadline`` seconds (30
+minutes) in all, retries included.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import logging
 import os
 import re
@@ -34,6 +41,7 @@ from tqdm import tqdm
 
 from blockprune.atomic import atomic_path
 from blockprune.errors import ConfigError, DataError
+from blockprune.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,51 @@ _SPEC_KEYS = {"url", "sha256"}
 _CHUNK = 1 << 16
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 DEFAULT_CACHE = "~/.cache/blockprune"
+MAX_BYTES = 1 << 30
+DEADLINE_S = 1800.0
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+def _valid_host(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return len(host) <= 253 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host in _LOOPBACK_NAMES or ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(key: str, url: Any, sha256: str | None) -> None:
+    """ConfigError unless ``url`` may be fetched: https (http only pinned or to loopback), a valid host, a file path."""
+    shown = redact_text(str(url))
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{key}.url: must be an https URL, got {shown!r}.")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{key}.url: bad port in {shown!r}.") from None
+    if not _valid_host(parts.hostname):
+        raise ConfigError(f"{key}.url: {parts.hostname!r} is not a valid host name ({shown!r}).")
+    if parts.scheme == "http" and sha256 is None and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"{key}.url: plain http ({shown!r}) can be altered on the way; use https, or pin the file with "
+            f"{key}.sha256=<64 hex digits>."
+        )
+    segments = [p for p in unquote(parts.path).split("/") if p]
+    if not segments or any(p in (".", "..") for p in segments):
+        raise ConfigError(f"{key}.url: must name a file (no '.'/'..' path parts), got {shown!r}.")
 
 
 def is_remote(value: Any) -> bool:
@@ -56,14 +109,10 @@ def check_spec(key: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}; a remote file has only {sorted(_SPEC_KEYS)}.")
     url = spec.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-        raise ConfigError(f"{key}.url: must be an http(s) URL, got {url!r}.")
-    parts = [p for p in unquote(urlsplit(url).path).split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts):
-        raise ConfigError(f"{key}.url: must name a file (no '.'/'..' path parts), got {url!r}.")
     sha = spec.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _HEX64.match(sha.lower())):
         raise ConfigError(f"{key}.sha256: must be 64 hex digits or null, got {sha!r}.")
+    check_url(key, url, sha)
     return {"url": url, "sha256": sha.lower() if sha else None}
 
 
@@ -97,7 +146,24 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
 
 
 class _Fatal(Exception):
-    """A failure another attempt would not fix (HTTP 4xx, no name resolution)."""
+    """A failure another attempt would not fix (HTTP 4xx, no name resolution, a refused redirect, too large)."""
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same scheme and host (https -> http, or to another host, is refused)."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = urlsplit(origin)
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        new = urlsplit(newurl)
+        if (new.scheme, new.hostname, new.port) != (self.origin.scheme, self.origin.hostname, self.origin.port):
+            raise _Fatal(f"refused redirect (HTTP {code}) to another scheme or host: {redact_text(newurl)}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
 
 
 def fetch(
@@ -110,62 +176,78 @@ def fetch(
     timeout: float = 10.0,
     backoff: float = 1.0,
     progress: bool = True,
+    max_bytes: int = MAX_BYTES,
+    deadline: float = DEADLINE_S,
 ) -> Path:
     """Return the local path of ``url``, downloading and verifying it on first use.
 
     ``key`` is the config key the spec came from (named in errors). ``retries`` extra attempts
     follow a failed one after ``backoff * 2**i`` seconds; ``timeout`` bounds the connection
     and every read (not the whole transfer). An HTTP 4xx or a failed name lookup (offline) is
-    not retried. Raises DataError (nothing left in the cache) when it cannot get a verified file.
+    not retried. ``max_bytes`` and ``deadline`` (seconds, all attempts together) bound the
+    transfer. Raises DataError (nothing left in the cache) when it cannot get a verified file.
     """
+    check_url(key, url, sha256)
+    shown = redact_text(url)
     target = cache_path(cache_dir, url)
     if target.is_dir():  # another URL's cached files live under this name: never replaced
         raise DataError(
-            f"{target}: the cache path of {key} ({url}) is an existing folder; nothing was changed. Fix: set "
+            f"{target}: the cache path of {key} ({shown}) is an existing folder; nothing was changed. Fix: set "
             f"data.download_dir to another folder (env BLOCKPRUNE_DATA_CACHE), or set {key}=<path of a local copy>."
         )
     if target.is_file():
         _verify(target, sha256, key, url, cached=True)
         return target
     try:
-        return _fetch_new(url, sha256, target, key, retries, timeout, backoff, progress)
+        return _fetch_new(url, sha256, target, key, retries, timeout, backoff, progress, max_bytes,
+                          time.monotonic() + deadline)
     except BaseException:
         _remove_empty_parents(target.parent, Path(cache_dir).expanduser())
         raise
 
 
 def _fetch_new(
-    url: str, sha256: str | None, target: Path, key: str, retries: int, timeout: float, backoff: float, progress: bool
+    url: str, sha256: str | None, target: Path, key: str, retries: int, timeout: float, backoff: float, progress: bool,
+    max_bytes: int, end: float,
 ) -> Path:
     errors: list[str] = []
     with atomic_path(target) as tmp:  # a temporary folder beside target, removed unless renamed onto it
         for attempt in range(retries + 1):
             if attempt:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                pause = backoff * 2 ** (attempt - 1)
+                if time.monotonic() + pause >= end:
+                    errors.append("deadline reached before the next attempt")
+                    raise _failure(url, target, key, errors)
+                time.sleep(pause)
             try:
-                _download(url, tmp, timeout, progress, target.name)
+                _download(url, tmp, timeout, progress, target.name, max_bytes, end)
                 break
             except _Retryable as err:
                 errors.append(f"attempt {attempt + 1}: {err}")
-                log.warning("download of %s failed (%s)%s", url, err, "; retrying" if attempt < retries else "")
+                log.warning("download of %s failed (%s)%s", redact_text(url), err, "; retrying" if attempt < retries else "")
             except _Fatal as err:
                 errors.append(f"attempt {attempt + 1}: {err}")
                 raise _failure(url, target, key, errors) from None
         else:
             raise _failure(url, target, key, errors)
-        _verify(tmp, sha256, key, url, cached=False, target=target)
-    log.info("downloaded %s -> %s", url, target)
+        got = _verify(tmp, sha256, key, url, cached=False, target=target)
+        if sha256 is None:  # trust on first use: the hash is recorded and enforced from now on
+            _sidecar(target).write_text(got + "\n", encoding="ascii")
+    log.info("downloaded %s -> %s", redact_text(url), target)
     return target
 
 
-def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str) -> None:
+def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str, max_bytes: int, end: float) -> None:
     """One attempt: continue ``tmp`` from its current size (Range) or start it over."""
+    timeout = min(timeout, max(end - time.monotonic(), 0.001))
     have = tmp.stat().st_size if tmp.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "blockprune", "Accept-Encoding": "identity"})
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        resp = urllib.request.urlopen(request, timeout=timeout)
+        resp = urllib.request.build_opener(_SameOriginRedirects(url)).open(request, timeout=timeout)
+    except _Fatal:
+        raise
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # asked past the end: start over
             tmp.unlink()
@@ -189,6 +271,8 @@ def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str) ->
             have = 0  # the server ignored Range and sends the whole file
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
+        if total is not None and total > max_bytes:
+            raise _Fatal(f"the file is {total} bytes, over the limit of {max_bytes}")
         bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                    desc=name, disable=not progress, leave=True)
         got = have
@@ -203,6 +287,10 @@ def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str) ->
                         break
                     fh.write(block)
                     got += len(block)
+                    if got > max_bytes:
+                        raise _Fatal(f"more than {max_bytes} bytes sent; stopped")
+                    if time.monotonic() > end:
+                        raise _Fatal(f"deadline reached after {got} bytes")
                     bar.update(len(block))
         finally:
             bar.close()
@@ -210,9 +298,10 @@ def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str) ->
             raise _Retryable(f"connection lost after {got} of {total} bytes")
 
 
-def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, target: Path | None = None) -> None:
-    """Check ``path`` against ``expected``; warn with the hash when nothing is recorded."""
+def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, target: Path | None = None) -> str:
+    """Check ``path`` against ``expected`` (or, unpinned, the hash recorded beside it); return its hash."""
     shown = target or path
+    url = redact_text(url)
     with open(path, "rb") as fh:
         head = fh.read(len(_LFS_POINTER))
     if head == _LFS_POINTER:
@@ -222,12 +311,23 @@ def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, 
             + (f", and delete {path}." if cached else ".")
         )
     got = sha256_of(path)
+    recorded = _sidecar(path) if cached else None
+    if expected is None and recorded is not None and recorded.is_file():
+        expected = recorded.read_text(encoding="ascii").strip()
+        if got != expected:
+            raise DataError(
+                f"{shown}: changed since its first download ({url}): recorded sha256 {expected} in {recorded}, "
+                f"now {got}. Fix: delete {path} and {recorded} to download it again, or pin {key}.sha256."
+            )
+        return got
     if expected is None:
+        if cached:  # put there by hand: trusted now, enforced from now on
+            _sidecar(path).write_text(got + "\n", encoding="ascii")
         log.warning(
             "%s: no sha256 recorded for %s (%s); %s file has sha256=%s. To pin it, set %s.sha256=%s",
             shown, key, url, "cached" if cached else "downloaded", got, key, got,
         )
-        return
+        return got
     if got != expected:
         fix = (
             f"delete {path} to download it again, or, if the published file changed on purpose, set {key}.sha256={got}"
@@ -237,9 +337,11 @@ def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, 
         raise DataError(
             f"{shown}: sha256 mismatch for {key} ({url}): expected {expected}, got {got}. Fix: {fix}."
         )
+    return got
 
 
 def _failure(url: str, target: Path, key: str, tried: list[str]) -> DataError:
+    url = redact_text(url)
     return DataError(
         f"could not download {key} from {url} ({'; '.join(tried)}). Nothing was written to the cache. "
         f"Fix: check the internet connection and {key}.url, then run again; or download the file by hand and put it at {target} "
