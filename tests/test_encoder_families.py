@@ -24,6 +24,7 @@ from transformers import (
     MPNetForSequenceClassification,
     RobertaConfig,
     XLMRobertaConfig,
+    XLMRobertaXLConfig,
 )
 
 from blockprune import load_model
@@ -49,13 +50,14 @@ CONFIGS = {
     "bert": lambda: BertConfig(**BERT_ARGS),
     "roberta": lambda: RobertaConfig(**BERT_ARGS),
     "xlm-roberta": lambda: XLMRobertaConfig(**BERT_ARGS),
+    "xlm-roberta-xl": lambda: XLMRobertaXLConfig(**BERT_ARGS),
     "camembert": lambda: CamembertConfig(**BERT_ARGS),
     "electra": lambda: ElectraConfig(**BERT_ARGS, embedding_size=32),
     "ernie": lambda: ErnieConfig(**BERT_ARGS),
     "distilbert": lambda: DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_heads=HEADS, hidden_dim=FFN, n_layers=LAYERS, max_position_embeddings=64),
     # v3 (and mDeBERTa) share the content projections for positions; v2 has its own pos_key/pos_query_proj
     "deberta-v3": lambda: DebertaV2Config(**DEBERTA_ARGS, share_att_key=True),
-    "deberta-v2": lambda: DebertaV2Config(**DEBERTA_ARGS, share_att_key=False),
+    "deberta-v2": lambda: DebertaV2Config(**DEBERTA_ARGS, share_att_key=False, conv_kernel_size=3, embedding_size=32),
     "modernbert": lambda: ModernBertConfig(
         vocab_size=VOCAB,
         hidden_size=HIDDEN,
@@ -230,7 +232,7 @@ def test_count_parameters_sums_for_every_family():
         model = make(family)
         counts = count_parameters(model)
         assert counts["embeddings"] + counts["encoder"] + counts["head"] + counts["other"] == counts["total"]
-        assert counts["word_embeddings"] == VOCAB * (32 if family == "electra" else HIDDEN), family
+        assert counts["word_embeddings"] == VOCAB * (32 if family in ("electra", "deberta-v2") else HIDDEN), family
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from blockprune.encoder import EncoderLayer, find_encoder_layers
 
 
 def _macs(linear: nn.Module) -> int:
-    out_f, in_f = linear.weight.shape
-    return int(in_f) * int(out_f)
+    """Multiply-adds per token: in x out for a linear, in/groups x out x kernel for a convolution."""
+    return int(linear.weight.numel())
 
 
 def _layer_macs(layer: EncoderLayer, roles: tuple[str, ...]) -> int:
@@ -100,16 +100,16 @@ def encoder_layout(model: nn.Module) -> list[dict[str, int]]:
 
 
 def _outside_linears(model: nn.Module, layers: list[EncoderLayer]) -> tuple[int, int]:
-    """MACs of linears outside the encoder layers and embeddings: (per token, per sequence).
+    """MACs of linears (and convolutions) outside the encoder layers: (per token, per sequence).
 
     The pooler and everything outside the base model (the classifier) run once per sequence, on
-    one token; other linears in the base model (e.g. ELECTRA's embedding projection) per token.
+    one token; other linears in the base model (ELECTRA's or DeBERTa's embedding projection,
+    DeBERTa-v2's 1-D convolution after the first layer) per token.
     """
     base = _base_model(model)
     skip: set[int] = set()
-    for m in [layer.module for layer in layers] + [getattr(base, "embeddings", None)]:
-        if m is not None:
-            skip.update(id(x) for x in m.modules())
+    for layer in layers:
+        skip.update(id(x) for x in layer.module.modules())
     pooler = getattr(base, "pooler", None)
     per_seq_ids: set[int] = set(id(x) for x in pooler.modules()) if pooler is not None else set()
     if base is not model:
@@ -117,7 +117,7 @@ def _outside_linears(model: nn.Module, layers: list[EncoderLayer]) -> tuple[int,
         per_seq_ids.update(id(x) for x in model.modules() if id(x) not in base_ids)
     per_token = per_seq = 0
     for m in model.modules():
-        if id(m) in skip or not isinstance(m, nn.Linear):
+        if id(m) in skip or not isinstance(m, (nn.Linear, nn.Conv1d)):
             continue
         if id(m) in per_seq_ids:
             per_seq += _macs(m)
@@ -147,8 +147,9 @@ def flops_per_token(model: nn.Module, seq_len: int) -> dict:
         head = 2 * (H*H + H*C) / n                # BERT: pooler dense + classifier (C labels)
 
     (generally: 2 * sum(in*out) over the linears outside the base model plus the pooler), and,
-    per token, any other linear of the base model outside the layers (e.g. ELECTRA's embedding
-    projection, usually absent) as ``embedding_projection``.
+    per token, any other linear or 1-D convolution of the base model outside the layers (ELECTRA's
+    or DeBERTa's embedding projection, DeBERTa-v2's convolution; usually absent) as
+    ``embedding_projection``.
 
     Not counted (small or not multiply-adds): biases, LayerNorm, softmax, GELU/tanh, rotary
     embeddings, residual adds, scaling, embedding look-ups. All ``n`` positions are attended (no

@@ -4,7 +4,7 @@ from blockprune.pruning.binarizers import SigmoidThresholdBinarizer, TopKBinariz
 from blockprune.pruning.callback import BlockPruning, sparsity_stats
 from blockprune.pruning.compact import CompactionReport, compact_model
 from blockprune.pruning.masked_linear import BlockMaskedLinear
-from blockprune.pruning.patch import find_encoder_layers, layer_mask, patch_encoder
+from blockprune.pruning.patch import find_encoder_layers, patch_encoder
 from blockprune.pruning.schedule import CubicSchedule
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "TopKBinarizer",
     "compact_model",
     "find_encoder_layers",
-    "layer_mask",
     "patch_encoder",
     "sparsity_stats",
 ]

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from blockprune.encoder import EncoderLayer, find_encoder_layers
 from blockprune.pruning.masked_linear import BlockMaskedLinear
 
-__all__ = ["EncoderLayer", "check_block_shape", "find_encoder_layers", "layer_mask", "masked_layers", "patch_encoder"]
+__all__ = ["EncoderLayer", "check_block_shape", "find_encoder_layers", "masked_layers", "patch_encoder"]
 
 
 def masked_layers(model: nn.Module) -> list[BlockMaskedLinear]:
     return [m for m in model.modules() if isinstance(m, BlockMaskedLinear)]
-
-
-def layer_mask(linear: nn.Module) -> torch.Tensor:
-    """The 0/1 weight mask of a linear (all ones for a plain one)."""
-    return linear.weight_mask() if isinstance(linear, BlockMaskedLinear) else torch.ones_like(linear.weight)
 
 
 def check_block_shape(model: nn.Module, block_shape: tuple[int, int]) -> None:
