@@ -247,3 +247,19 @@ def test_unsupported_family_is_a_clear_error(config, cls, name):
     for call in (lambda: BlockPruning(0.5).patch(model), lambda: flops_per_token(model, 8), lambda: compact_model(model)):
         with pytest.raises(BlockpruneError, match=rf"{name}.*Supported: BERT-like.*DeBERTa-v2/v3.*DistilBERT.*ModernBERT"):
             call()
+
+
+@pytest.mark.parametrize("family", ["distilbert", "modernbert"])
+def test_fill_heads_gives_kept_heads_their_dense_rows_back(family):
+    """Separate and fused Q/K/V alike: a kept head's rows are the unmasked original rows."""
+    model = make(family)
+    BlockPruning(0.5, attention_block=(16, 16)).patch(model)
+    _random_mask(model, 0.5, seed=4)
+    layer = find_encoder_layers(model)[0]
+    role = "qkv" if "qkv" in layer.roles else "q"
+    dense_q = layer.linear(role).weight.detach().clone()[: layer.attention_width]  # Q rows (fused: first third)
+    report = compact_model(model, fill_heads=True)
+    kept = report.heads_kept[0]
+    rows = torch.cat([torch.arange(h * 16, (h + 1) * 16) for h in kept])
+    assert torch.equal(layer.linear(role).weight[: len(kept) * 16], dense_q[rows])
+    assert (layer.linear(role).weight != 0).all()  # the masked blocks of kept heads came back

@@ -5,8 +5,12 @@ Masks alone make nothing faster; only a smaller dense model does. Removal is exa
 - a head whose value rows are all zero outputs its value bias at every position (attention
   probabilities sum to one), a constant that is folded into the attention-output bias;
 - a feed-forward neuron whose output column is zero contributes nothing, and one whose input
-  row is zero outputs act(bias), again a constant folded into the output bias.
-So the compacted model gives the masked model's logits (up to float rounding).
+  row is zero outputs act(bias), again a constant folded into the output bias (gated FFNs,
+  act(input) * gate: an empty part gives its bias; the neuron vanishes when that product is
+  zero, and is a constant when both parts are empty);
+- a constant is only removed where there is a bias to fold it into.
+So the compacted model gives the masked model's logits (up to float rounding). Which rows and
+columns belong to a head or neuron (fused QKV, gated FFN) is ``blockprune.encoder``'s business.
 """
 
 from __future__ import annotations
