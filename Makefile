@@ -36,8 +36,10 @@ bench: $(STAMP)  ## benchmark a study's baseline against its compacted models: m
 	$(PY) -m blockprune.cli bench $(STUDY)/baseline $(sort $(wildcard $(STUDY)/pruned/[0-9]*)) \
 		--batch-sizes 1 32 --seq-lens 0 128 --out $(STUDY) $(ARGS)
 
-lint: $(STAMP)  ## byte-compile everything (cheap syntax check)
-	$(PY) -m compileall -q src tests
+lint: $(STAMP)  ## ruff (lint rules and format check, pyproject [tool.ruff]) and the import layering (.importlinter)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/lint-imports
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache

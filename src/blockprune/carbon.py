@@ -27,6 +27,9 @@ class CarbonTracking(L.Callback):
             save_to_file=False,
             log_level="error",
             tracking_mode="process",
+            # CodeCarbon 3 takes a lock file per tracker; the jobs of a sequential sweep run in one
+            # process, one tracker each, and without this the second job would trip over the first's.
+            allow_multiple_runs=True,
         )
         self.country_iso_code = country_iso_code
         self.results: dict[str, Any] = {"country_iso_code": country_iso_code}
