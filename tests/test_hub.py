@@ -14,7 +14,6 @@ from blockprune import hub
 from blockprune.config import entry_script
 from blockprune.errors import ConfigError
 from blockprune.evaluation import record_interval
-
 from helpers.jobs import TINY_CLI, make_cfg
 
 SECRET = "hf_thisIsNotARealTokenButMustNeverBeLogged"
@@ -26,9 +25,19 @@ def pruned_job(tmp_path_factory):
     from blockprune.main import train
 
     tmp = tmp_path_factory.mktemp("job")
-    cfg = make_cfg(tmp, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head", "vocab.trim=true",
-                         "trainer.max_epochs=1", "bench.repeats=2", "bench.warmup=1",
-                         "callbacks.carbon.measure_power_secs=1"])
+    cfg = make_cfg(
+        tmp,
+        [
+            "prune=block",
+            "prune.sparsity=0.5",
+            "prune.attention_block=head",
+            "vocab.trim=true",
+            "trainer.max_epochs=1",
+            "bench.repeats=2",
+            "bench.warmup=1",
+            "callbacks.carbon.measure_power_secs=1",
+        ],
+    )
     train(cfg)
     return tmp
 
@@ -60,8 +69,11 @@ def test_every_saved_model_gets_a_card_with_the_numbers_of_its_results(pruned_jo
 
 def test_the_card_quotes_the_intervals_of_the_stored_predictions(pruned_job):
     results = json.loads((pruned_job / "results.json").read_text())
-    record = {"id": [str(i) for i in range(40)], "target": [i % 3 for i in range(40)],
-              "pred": [i % 3 if i % 5 else (i + 1) % 3 for i in range(40)]}
+    record = {
+        "id": [str(i) for i in range(40)],
+        "target": [i % 3 for i in range(40)],
+        "pred": [i % 3 if i % 5 else (i + 1) % 3 for i in range(40)],
+    }
     results["predictions"] = record
     iv = record_interval([record])
     text = ModelCard(hub.card_text(results, {"language": "mr"})).text
@@ -83,9 +95,20 @@ def test_push_offline_fails_fast_with_the_fix_and_never_shows_the_token(tmp_path
     env.pop("HF_HUB_OFFLINE", None)
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), *TINY_CLI, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}",
-         "hub.push=true", "hub.repo_id=me/tiny-mr"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env,
+        [
+            sys.executable,
+            str(entry_script()),
+            *TINY_CLI,
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={out}",
+            "hub.push=true",
+            "hub.repo_id=me/tiny-mr",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log[-3000:]
@@ -101,4 +124,3 @@ def test_an_upload_that_fails_late_keeps_the_results_and_says_how_to_upload(prun
     got = hub.publish(results, {"hub": {"push": True, "repo_id": "me/tiny-mr", "language": "mr"}})
     assert got["repo_id"] == "me/tiny-mr" and "error" in got and SECRET not in got["error"]
     assert ModelCard.load(pruned_job / "model" / "README.md").data.model_name == "tiny-mr"
-

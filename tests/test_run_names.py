@@ -11,7 +11,6 @@ import pytest
 
 from blockprune.config import entry_script
 from blockprune.run_names import run_group, run_name
-
 from helpers.jobs import TINY_CLI, make_cfg
 
 
@@ -26,8 +25,10 @@ def test_names_are_unique_across_a_study_and_its_runs_share_one_group(tmp_path):
     # two daily sweeps: one group each, and a single run is a group of its own
     sweeps = [outputs / "train" / f"multirun_2026-12-02_1{h}-00-00" / str(n) for h in (0, 1) for n in range(3)]
     assert len({run_name(j, outputs) for j in sweeps}) == 6
-    assert {run_group(j, outputs) for j in sweeps} == {"train/multirun_2026-12-02_10-00-00",
-                                                       "train/multirun_2026-12-02_11-00-00"}
+    assert {run_group(j, outputs) for j in sweeps} == {
+        "train/multirun_2026-12-02_10-00-00",
+        "train/multirun_2026-12-02_11-00-00",
+    }
     # outside the outputs folder: the sweep folder is the group
     assert run_group(tmp_path / "elsewhere" / "sweep" / "1", outputs).endswith("elsewhere/sweep")
 
@@ -51,11 +52,11 @@ def _wandb_run_record(run_dir: Path):
         if left < 7:
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if length == 0 and kind == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):
             record = pb.Record()
@@ -69,9 +70,21 @@ def _wandb_run_record(run_dir: Path):
 def test_a_real_sweep_names_each_wandb_run_after_its_job_folder(tmp_path):
     outputs = tmp_path / "outputs"
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY_CLI, "logger=wandb", f"paths.log_dir={outputs}",
-         f"paths.cache_dir={tmp_path / 'cache'}", "prune.sparsity=0,0.5", "bench.enabled=false"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            str(entry_script()),
+            "-m",
+            *TINY_CLI,
+            "logger=wandb",
+            f"paths.log_dir={outputs}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "prune.sparsity=0,0.5",
+            "bench.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (outputs / "train").glob("multirun_*")

@@ -13,7 +13,6 @@ from hydra.core.hydra_config import HydraConfig
 
 from blockprune.config import entry_script
 from blockprune.teacher import is_finetuned_classifier, needs_teacher, teacher_command, teacher_key, teacher_spec
-
 from helpers.jobs import TINY_CLI, make_cfg
 
 AUTO = ["teacher.auto=true"]
@@ -26,11 +25,22 @@ def _key(tmp_path: Path, overrides: list[str]) -> str:
 def test_the_teacher_hash_covers_what_defines_it_and_nothing_else(tmp_path):
     base = _key(tmp_path, [])
     # pruning, distillation, vocabulary, benchmark and output locations do not change the teacher
-    assert _key(tmp_path / "other", ["prune=block", "distill=on", "vocab.trim=true", "bench.repeats=2",
-                                     "prune.scores_lr=0.1", "task_name=x"]) == base
+    assert (
+        _key(
+            tmp_path / "other",
+            ["prune=block", "distill=on", "vocab.trim=true", "bench.repeats=2", "prune.scores_lr=0.1", "task_name=x"],
+        )
+        == base
+    )
     # data, model, seed, trainer and module settings do
-    for override in ("seed=7", "data.max_length=32", "model.net.hidden_size=64", "trainer.max_epochs=1",
-                     "module.lr=1e-4", "callbacks.model_checkpoint.monitor=val/loss"):
+    for override in (
+        "seed=7",
+        "data.max_length=32",
+        "model.net.hidden_size=64",
+        "trainer.max_epochs=1",
+        "module.lr=1e-4",
+        "callbacks.model_checkpoint.monitor=val/loss",
+    ):
         assert _key(tmp_path, [override]) != base, override
 
 
@@ -59,7 +69,9 @@ def test_a_fine_tuned_classifier_is_told_from_a_bare_encoder(tmp_path, e5_dir):
     assert not is_finetuned_classifier(None)
     assert not is_finetuned_classifier(str(e5_dir))
     small = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    BertForSequenceClassification(BertConfig(**small, id2label={0: "sports", 1: "tech"})).save_pretrained(tmp_path / "a")
+    BertForSequenceClassification(BertConfig(**small, id2label={0: "sports", 1: "tech"})).save_pretrained(
+        tmp_path / "a"
+    )
     BertForSequenceClassification(BertConfig(**small)).save_pretrained(tmp_path / "b")  # LABEL_0, LABEL_1: no head yet
     assert is_finetuned_classifier(str(tmp_path / "a"))
     assert not is_finetuned_classifier(str(tmp_path / "b"))
@@ -78,11 +90,23 @@ def test_the_teacher_command_drops_the_jobs_pruning_and_outputs(tmp_path):
 
 # --- Real sweeps: the daily command on a fresh clone, the tiny model standing in for e5-small-mr.
 
+
 def _sweep(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY_CLI, *AUTO, f"paths.cache_dir={tmp_path / 'cache'}",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}", *args],
-        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+        [
+            sys.executable,
+            str(entry_script()),
+            "-m",
+            *TINY_CLI,
+            *AUTO,
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
     )
 
 
@@ -121,8 +145,16 @@ def test_the_daily_command_on_a_fresh_clone_fine_tunes_one_teacher_for_the_sweep
 
 @pytest.mark.slow
 def test_parallel_jobs_wait_on_the_lock_instead_of_each_training_a_teacher(tmp_path):
-    proc = _sweep(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "prune.sparsity=0.25,0.5",
-                             "distill=on", "callbacks.last_checkpoint.every_n_minutes=0"])
+    proc = _sweep(
+        tmp_path,
+        [
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "prune.sparsity=0.25,0.5",
+            "distill=on",
+            "callbacks.last_checkpoint.every_n_minutes=0",
+        ],
+    )
     _check_sweep(tmp_path, proc, jobs=2)
     log = proc.stdout + proc.stderr
     assert "teacher: another job fine-tuned it meanwhile" in log, log[-4000:]

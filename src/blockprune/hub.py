@@ -54,8 +54,10 @@ def metric_intervals(results: dict[str, Any]) -> dict[str, tuple[float, float]]:
     from blockprune.evaluation import record_interval
 
     iv = record_interval([record])
-    return {"test/acc": (iv["acc_low"] / 100, iv["acc_high"] / 100),
-            "test/f1_macro": (iv["f1_low"] / 100, iv["f1_high"] / 100)}
+    return {
+        "test/acc": (iv["acc_low"] / 100, iv["acc_high"] / 100),
+        "test/f1_macro": (iv["f1_low"] / 100, iv["f1_high"] / 100),
+    }
 
 
 def _dataset(config: dict, hub: dict) -> tuple[str, str]:
@@ -79,14 +81,26 @@ def build_card_data(results: dict[str, Any], hub: dict[str, Any]):
     evals = []
     for key, metric_type, name in (("test/acc", "accuracy", "Accuracy"), ("test/f1_macro", "f1", "Macro-F1")):
         if isinstance(metrics.get(key), (int, float)):
-            evals.append(EvalResult(
-                task_type="text-classification", dataset_type=dataset_id, dataset_name=dataset_name,
-                dataset_split="test", metric_type=metric_type, metric_value=round(float(metrics[key]), 4),
-                metric_name=name, metric_args={"average": "macro"} if metric_type == "f1" else None,
-            ))
+            evals.append(
+                EvalResult(
+                    task_type="text-classification",
+                    dataset_type=dataset_id,
+                    dataset_name=dataset_name,
+                    dataset_split="test",
+                    metric_type=metric_type,
+                    metric_value=round(float(metrics[key]), 4),
+                    metric_name=name,
+                    metric_args={"average": "macro"} if metric_type == "f1" else None,
+                )
+            )
     base = hub.get("base_model") or next(
-        (v for v in (_setting(config, "model.net.name_or_path"), _setting(config, "model.tokenizer"))
-         if _looks_like_hub_id(v)), None)
+        (
+            v
+            for v in (_setting(config, "model.net.name_or_path"), _setting(config, "model.tokenizer"))
+            if _looks_like_hub_id(v)
+        ),
+        None,
+    )
     tags = ["blockprune", "text-classification"]
     if results.get("pruning"):
         tags += ["pruned", "block-movement-pruning"]
@@ -97,14 +111,23 @@ def build_card_data(results: dict[str, Any], hub: dict[str, Any]):
     carbon = results.get("carbon") or {}
     co2 = None
     if isinstance(carbon.get("training"), dict):
-        co2 = {"emissions": round(1000 * float(carbon["training"]["emissions_kg"]), 4), "source": "CodeCarbon",
-               "training_type": "fine-tuning" + (" with pruning" if results.get("pruning") else ""),
-               "geographical_location": carbon.get("country_iso_code")}
+        co2 = {
+            "emissions": round(1000 * float(carbon["training"]["emissions_kg"]), 4),
+            "source": "CodeCarbon",
+            "training_type": "fine-tuning" + (" with pruning" if results.get("pruning") else ""),
+            "geographical_location": carbon.get("country_iso_code"),
+        }
     return ModelCardData(
-        language=hub.get("language"), license=hub.get("license"), library_name="transformers",
-        pipeline_tag="text-classification", base_model=base, datasets=[hub["dataset"]] if hub.get("dataset") else None,
-        tags=tags, model_name=hub.get("model_name") or _model_name(results, base, hub),
-        eval_results=evals or None, co2_eq_emissions=co2,
+        language=hub.get("language"),
+        license=hub.get("license"),
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=base,
+        datasets=[hub["dataset"]] if hub.get("dataset") else None,
+        tags=tags,
+        model_name=hub.get("model_name") or _model_name(results, base, hub),
+        eval_results=evals or None,
+        co2_eq_emissions=co2,
         metrics=["accuracy", "f1"] if evals else None,
     )
 
@@ -125,7 +148,12 @@ def _where(value: Any) -> str:
     """A hub id as it is; a local folder by its name only (the card travels to other machines)."""
     if not value:
         return "not recorded"
-    return str(value) if _looks_like_hub_id(value) else f"{Path(str(value)).name} (a local folder)"
+    if _looks_like_hub_id(value):
+        return str(value)
+    path = Path(str(value))
+    if path.name == "model" and path.parent.parent.name == "teachers":
+        return f"the dense model fine-tuned on the same data and settings (blockprune teacher {path.parent.name})"
+    return f"{path.parent.name + '/' if path.name == 'model' else ''}{path.name} (a local folder)"
 
 
 def _compression_lines(results: dict[str, Any]) -> list[str]:
@@ -134,27 +162,39 @@ def _compression_lines(results: dict[str, Any]) -> list[str]:
     if params:
         line = f"- Parameters: {_fmt_params(params.get('total'))}"
         if dense.get("total"):
-            line += f" (dense model: {_fmt_params(dense['total'])}, {100 * (1 - params['total'] / dense['total']):.1f} % fewer)"
-        lines.append(line + f"; encoder {_fmt_params(params.get('encoder'))}, embeddings {_fmt_params(params.get('embeddings'))}")
+            fewer = 100 * (1 - params["total"] / dense["total"])
+            line += f" (dense model: {_fmt_params(dense['total'])}, {fewer:.1f} % fewer)"
+        lines.append(
+            line + f"; encoder {_fmt_params(params.get('encoder'))}, embeddings {_fmt_params(params.get('embeddings'))}"
+        )
     pruning, compaction = results.get("pruning") or {}, results.get("compaction") or {}
     if pruning:
-        lines.append(f"- Block movement pruning ({pruning.get('method')}): {100 * pruning.get('sparsity_encoder_linear', 0):.1f} % "
-                     f"of the encoder's linear weights removed (target {100 * pruning.get('target_sparsity', 0):.0f} %)")
+        lines.append(
+            f"- Block movement pruning ({pruning.get('method')}): "
+            f"{100 * pruning.get('sparsity_encoder_linear', 0):.1f} % of the encoder's linear weights removed "
+            f"(target {100 * pruning.get('target_sparsity', 0):.0f} %)"
+        )
     if compaction:
-        lines.append(f"- Attention heads left: {compaction.get('heads_left')} of {compaction.get('heads_total')}; "
-                     f"FFN neurons left: {compaction.get('ffn_neurons_left')} of {compaction.get('ffn_total')} "
-                     f"(per layer: {compaction.get('ffn_kept')})")
+        lines.append(
+            f"- Attention heads left: {compaction.get('heads_left')} of {compaction.get('heads_total')}; "
+            f"FFN neurons left: {compaction.get('ffn_neurons_left')} of {compaction.get('ffn_total')} "
+            f"(per layer: {compaction.get('ffn_kept')})"
+        )
     vocab = results.get("vocab") or {}
     if vocab:
-        lines.append(f"- Vocabulary trimmed to the pieces the training texts use: {vocab.get('vocab_size_after')} of "
-                     f"{vocab.get('vocab_size_before')} pieces")
+        lines.append(
+            f"- Vocabulary trimmed to the pieces the training texts use: {vocab.get('vocab_size_after')} of "
+            f"{vocab.get('vocab_size_before')} pieces"
+        )
     speed = results.get("speed") or {}
     if speed.get("latency_ms") is not None:
         env = speed.get("environment") or {}
-        lines.append(f"- Measured speed-up over the dense model: {speed.get('speedup', 1.0):.2f}x "
-                     f"({speed.get('dense_latency_ms', 0):.1f} ms -> {speed['latency_ms']:.1f} ms per batch of "
-                     f"{speed.get('batch_size')} x {speed.get('seq_len')} tokens, {speed.get('device')} {speed.get('dtype')}, "
-                     f"{env.get('device_name') or env.get('cpu', '')}, {env.get('date', '')})")
+        lines.append(
+            f"- Measured speed-up over the dense model: {speed.get('speedup', 1.0):.2f}x "
+            f"({speed.get('dense_latency_ms', 0):.1f} ms -> {speed['latency_ms']:.1f} ms per batch of "
+            f"{speed.get('batch_size')} x {speed.get('seq_len')} tokens, {speed.get('device')} {speed.get('dtype')}, "
+            f"{env.get('device_name') or env.get('cpu', '')}, {env.get('date', '')})"
+        )
     return lines
 
 
@@ -169,27 +209,46 @@ def card_text(results: dict[str, Any], hub: dict[str, Any], repo_id: str | None 
     for key, name in (("test/acc", "Accuracy"), ("test/f1_macro", "Macro-F1")):
         if isinstance(metrics.get(key), (int, float)):
             iv = intervals.get(key)
-            rows.append(f"| {name} | {100 * metrics[key]:.2f} | "
-                        + (f"{100 * iv[0]:.2f} - {100 * iv[1]:.2f} |" if iv else "not computed |"))
-    split = ((results.get("data") or {}).get("split_sizes") or {})
+            rows.append(
+                f"| {name} | {100 * metrics[key]:.2f} | "
+                + (f"{100 * iv[0]:.2f} - {100 * iv[1]:.2f} |" if iv else "not computed |")
+            )
+    split = (results.get("data") or {}).get("split_sizes") or {}
+    init_from = _setting(config, "init_from")
     carbon = results.get("carbon") or {}
     where = repo_id or "path/to/this/folder"
     compacted = bool(results.get("compaction"))
     lines = [
-        f"# {data.model_name}", "",
+        f"# {data.model_name}",
+        "",
         f"A {'pruned and compacted ' if compacted else ''}text classifier trained with blockprune (block movement "
-        "pruning, knowledge distillation, compaction).", "",
+        "pruning, knowledge distillation, compaction).",
+        "",
         f"- Base model: {data.base_model or _where(_setting(config, 'model.tokenizer'))}",
-        f"- Started from: {_where(_setting(config, 'init_from')) if _setting(config, 'init_from') else 'the base model'}",
-        f"- Data: {_dataset(config, hub)[1]} (train/val/test: {split.get('train')}/{split.get('val')}/{split.get('test')} texts)",
+        f"- Started from: {_where(init_from) if init_from else 'the base model'}",
+        f"- Data: {_dataset(config, hub)[1]} "
+        f"(train/val/test: {split.get('train')}/{split.get('val')}/{split.get('test')} texts)",
         f"- Labels: {', '.join(sorted((_setting(results, 'data.label2id') or {}), key=str)) or 'see config.json'}",
-        "", "## Test results", "", "| metric | value (%) | 95 % interval |", "|---|---|---|", *rows, "",
-        "## Compression", "", *(_compression_lines(results) or ["- none: a dense fine-tuned model"]), "",
+        "",
+        "## Test results",
+        "",
+        "| metric | value (%) | 95 % interval |",
+        "|---|---|---|",
+        *rows,
+        "",
+        "## Compression",
+        "",
+        *(_compression_lines(results) or ["- none: a dense fine-tuned model"]),
+        "",
     ]
     if isinstance(carbon.get("training"), dict):
-        lines += ["## Energy and emissions (CodeCarbon)", "",
-                  f"- Training: {carbon['training']['energy_kwh']:.6f} kWh, "
-                  f"{1000 * carbon['training']['emissions_kg']:.4f} g CO2eq ({carbon.get('country_iso_code')} grid)", ""]
+        lines += [
+            "## Energy and emissions (CodeCarbon)",
+            "",
+            f"- Training: {carbon['training']['energy_kwh']:.6f} kWh, "
+            f"{1000 * carbon['training']['emissions_kg']:.4f} g CO2eq ({carbon.get('country_iso_code')} grid)",
+            "",
+        ]
     folder = f"snapshot_download({where!r})" if repo_id else repr(where)
     load_compacted = (
         ("from huggingface_hub import snapshot_download\n" if repo_id else "")
@@ -205,12 +264,22 @@ def card_text(results: dict[str, Any], hub: dict[str, Any], repo_id: str | None 
     )
     lines += ["## How to load", "", "```python", load_compacted if compacted else load_plain, "```", ""]
     if compacted:
-        lines += ["Plain `transformers` cannot build this model from its config (its layers have different widths); "
-                  "`pip install blockprune` and `blockprune.load_model` can.", ""]
-    settings = {k: _setting(config, k) for k in ("seed", "trainer.max_epochs", "module.lr", "data.max_length",
-                                                  "distill.temperature", "distill.alpha")}
-    lines += ["## Training settings", "", *(f"- `{k}`: {v}" for k, v in settings.items() if v is not None),
-              "- the whole configuration: `config` in the job's `results.json`", ""]
+        lines += [
+            "Plain `transformers` cannot build this model from its config (its layers have different widths); "
+            "`pip install blockprune` and `blockprune.load_model` can.",
+            "",
+        ]
+    settings = {
+        k: _setting(config, k)
+        for k in ("seed", "trainer.max_epochs", "module.lr", "data.max_length", "distill.temperature", "distill.alpha")
+    }
+    lines += [
+        "## Training settings",
+        "",
+        *(f"- `{k}`: {v}" for k, v in settings.items() if v is not None),
+        "- the whole configuration: `config` in the job's `results.json`",
+        "",
+    ]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
 
@@ -232,8 +301,10 @@ def check_push(cfg: DictConfig) -> None:
     from huggingface_hub import get_token
 
     if not get_token():
-        raise ConfigError("hub.push=true but no Hugging Face token: set HF_TOKEN in the environment (a write token "
-                          "from https://huggingface.co/settings/tokens) or run `hf auth login`.")
+        raise ConfigError(
+            "hub.push=true but no Hugging Face token: set HF_TOKEN in the environment (a write token "
+            "from https://huggingface.co/settings/tokens) or run `hf auth login`."
+        )
     from blockprune.models import _hf_offline, _hub_unreachable
 
     reason = "HF_HUB_OFFLINE is set" if _hf_offline() else _hub_unreachable()
@@ -264,14 +335,21 @@ def publish(results: dict[str, Any], cfg: DictConfig | dict | None = None) -> di
     try:
         api = HfApi()
         api.create_repo(repo_id, private=bool(hub.get("private", True)), exist_ok=True)
-        commit = api.upload_folder(folder_path=model_dir, repo_id=repo_id,
-                                   commit_message=f"blockprune: {results.get('task_name', 'model')}")
+        commit = api.upload_folder(
+            folder_path=model_dir, repo_id=repo_id, commit_message=f"blockprune: {results.get('task_name', 'model')}"
+        )
         out.update(repo_id=repo_id, url=f"https://huggingface.co/{repo_id}", commit=getattr(commit, "oid", None))
         log.info("hub: uploaded %s to %s", model_dir, out["url"])
     except Exception as err:  # noqa: BLE001 - the job's results must still be written
         message = str(err).replace(os.environ.get("HF_TOKEN") or "\0", "***")
-        log.error("hub: upload of %s to %s failed: %s. Upload later with `hf upload %s %s .`",
-                  model_dir, repo_id, message, repo_id, model_dir)
+        log.error(
+            "hub: upload of %s to %s failed: %s. Upload later with `hf upload %s %s .`",
+            model_dir,
+            repo_id,
+            message,
+            repo_id,
+            model_dir,
+        )
         out.update(repo_id=repo_id, error=f"{type(err).__name__}: {message}")
     return out
 

@@ -42,8 +42,22 @@ _NOT_DEFINING = {
 }
 _DATA_FILES = ("file", "train_file", "val_file", "test_file")
 #: Overrides of the job that do not carry over to its teacher (the teacher job sets its own).
-_JOB_ONLY = ("prune", "distill", "init_from", "resume", "vocab", "bench", "task_name", "teacher", "save_model",
-             "test", "tags", "hub", "deploy", "hydra.")
+_JOB_ONLY = (
+    "prune",
+    "distill",
+    "init_from",
+    "resume",
+    "vocab",
+    "bench",
+    "task_name",
+    "teacher",
+    "save_model",
+    "test",
+    "tags",
+    "hub",
+    "deploy",
+    "hydra.",
+)
 FAILED = "teacher_failed.json"
 
 
@@ -76,8 +90,11 @@ def teacher_spec(cfg: DictConfig | dict) -> dict[str, Any]:
         spec[key] = value
     data = spec.get("data") or {}
     spec["data_files"] = {k: _file_digest(data[k]) for k in _DATA_FILES if isinstance(data.get(k), str)}
-    best = OmegaConf.select(cfg, "callbacks.model_checkpoint") if isinstance(cfg, DictConfig) else \
-        (cfg.get("callbacks") or {}).get("model_checkpoint")
+    best = (
+        OmegaConf.select(cfg, "callbacks.model_checkpoint")
+        if isinstance(cfg, DictConfig)
+        else (cfg.get("callbacks") or {}).get("model_checkpoint")
+    )
     spec["best_checkpoint"] = {k: _plain(best.get(k)) for k in ("monitor", "mode")} if best else None
     return spec
 
@@ -134,8 +151,9 @@ def _quote(value: str) -> str:
 
 def _job_only(override: str) -> bool:
     key = override.lstrip("+~").split("=", 1)[0]
-    return key != "hydra.searchpath" and any(key == k or key.startswith((k + ".", k + "/")) or
-                                             (k.endswith(".") and key.startswith(k)) for k in _JOB_ONLY)
+    return key != "hydra.searchpath" and any(
+        key == k or key.startswith((k + ".", k + "/")) or (k.endswith(".") and key.startswith(k)) for k in _JOB_ONLY
+    )
 
 
 def teacher_command(teacher_dir: Path) -> list[str]:
@@ -154,10 +172,23 @@ def teacher_command(teacher_dir: Path) -> list[str]:
     if hydra.job.get("config_name") not in (None, "config"):
         flags += ["--config-name", hydra.job.config_name]
     overrides = [o for o in hydra.overrides.task if not _job_only(o)]
-    return [sys.executable, str(entry_script()), *flags, *overrides,
-            "prune=none", "prune.sparsity=0", "distill=off", "init_from=null", "vocab.trim=false",
-            "bench.enabled=false", "save_model=true", "teacher.auto=false", "hub.push=false", "task_name=teacher",
-            f"hydra.run.dir={_quote(str(teacher_dir))}"]
+    return [
+        sys.executable,
+        str(entry_script()),
+        *flags,
+        *overrides,
+        "prune=none",
+        "prune.sparsity=0",
+        "distill=off",
+        "init_from=null",
+        "vocab.trim=false",
+        "bench.enabled=false",
+        "save_model=true",
+        "teacher.auto=false",
+        "hub.push=false",
+        "task_name=teacher",
+        f"hydra.run.dir={_quote(str(teacher_dir))}",
+    ]
 
 
 def finished_teacher(teacher_dir: Path, key: str) -> Path | None:
@@ -187,9 +218,12 @@ def _train_teacher(teacher_dir: Path, key: str) -> Path:
     resumed = (teacher_dir / "checkpoints" / "last.ckpt").is_file()
     (teacher_dir / FAILED).unlink(missing_ok=True)
     cmd = teacher_command(teacher_dir)
-    log.info("teacher: %s the dense teacher in %s (once; every job with these data/model/trainer settings "
-             "reuses it): %s", "resuming the killed fine-tuning of" if resumed else "fine-tuning", teacher_dir,
-             " ".join(cmd))
+    log.info(
+        "teacher: %s the dense teacher in %s (once; every job with these data/model/trainer settings reuses it): %s",
+        "resuming the killed fine-tuning of" if resumed else "fine-tuning",
+        teacher_dir,
+        " ".join(cmd),
+    )
     from hydra.core.hydra_config import HydraConfig
 
     cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None) or os.getcwd()
@@ -225,8 +259,9 @@ def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
                 lock.acquire(timeout=poll_s)
                 break
             except Timeout:
-                log.info("teacher: waiting for another job fine-tuning it in %s (lock %s.lock)", teacher_dir,
-                         teacher_dir)
+                log.info(
+                    "teacher: waiting for another job fine-tuning it in %s (lock %s.lock)", teacher_dir, teacher_dir
+                )
         try:
             model = finished_teacher(teacher_dir, key)  # another job may have finished it while we waited
             failed = teacher_dir / FAILED
