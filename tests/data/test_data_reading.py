@@ -68,3 +68,58 @@ def test_missing_file_and_directory(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match=r"d\.csv: is a directory"):
         read_records(tmp_path / "d.csv")
+
+
+# --- Input limits: bounded messages, parser errors as DataError with the line, JSONL split on "\n" only
+
+def test_a_header_with_a_million_columns_gives_a_short_error(write):
+    path = write("wide.csv", ",".join(f"column_{i}" for i in range(1_000_000)) + "\nx\n")
+    with pytest.raises(DataError) as err:
+        read_records(path)
+    msg = str(err.value)
+    assert len(msg) < 2000 and str(path) in msg and "data.text_column" in msg and "1000000" in msg
+
+
+def test_jsonl_lines_are_split_on_newline_only(write):
+    texts = ["एक\u2028दोन", "three\u0085four", "five\u2029six"]
+    content = "".join(f'{{"Text": "{t}", "Label": "a"}}\n' for t in texts)
+    df = read_records(write("odd.jsonl", content))
+    assert df["text"].tolist() == texts and df["row"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"Text": ' + "[" * 100_000 + "]" * 100_000 + ', "Label": "a"}', "RecursionError"),
+    ('{"Text": "x", "Label": ' + "9" * 5000 + "}", "ValueError"),
+])
+def test_jsonl_parser_failures_are_data_errors_with_the_line(write, line, words):
+    path = write("deep.jsonl", '{"Text": "ok", "Label": "a"}\n' + line + "\n")
+    with pytest.raises(DataError) as err:
+        read_records(path)
+    msg = str(err.value)
+    assert f"{path}: line 2:" in msg and words in msg and len(msg) < 500
+
+
+def test_a_csv_field_over_the_parser_limit_is_a_data_error_with_the_line(write):
+    path = write("big.csv", "Text,Label\nshort,a\n\"" + "x" * 200_000 + "\",b\n")
+    with pytest.raises(DataError, match=r"line 3: cannot parse the record \(field larger than field limit"):
+        read_records(path)
+
+
+def test_texts_are_cut_to_the_character_cap_before_tokenising(e5_path):
+    from transformers import AutoTokenizer
+
+    from blockprune.data.tokens import char_cap, encode_split
+
+    real = AutoTokenizer.from_pretrained(e5_path)
+    seen: list[int] = []
+
+    class Recording:  # the real tokenizer, recording the longest text it is given
+        def __call__(self, texts, **kw):
+            seen.append(max(len(t) for t in texts))
+            return real(texts, **kw)
+
+    huge = "शब्द " * 1_000_000  # 5M characters
+    out = encode_split(Recording(), ["लहान वाक्य", huge], max_length=16)
+    assert max(seen) == char_cap(16) < len(huge)
+    assert out["offsets"].tolist()[-1] == len(real("लहान वाक्य")["input_ids"]) + 16  # the huge text: truncated to 16
+    assert int(out["full_lengths"][1]) > 16  # still counted as truncated

@@ -89,14 +89,25 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
+#: At most this many column names (each cut to 40 characters) in a message: a header with a
+#: million columns still gives a short error (it is also copied into results.json).
+_SHOWN_COLUMNS = 20
+
+
+def _shown(names: list[str]) -> str:
+    cut = [n if len(n) <= 40 else n[:37] + "..." for n in names[:_SHOWN_COLUMNS]]
+    more = f" ... and {len(names) - _SHOWN_COLUMNS} more" if len(names) > _SHOWN_COLUMNS else ""
+    return f"{cut}{more}"
+
+
 def _column_index(found: list[str], wanted: str, key: str, name: str) -> int:
-    """Index of ``wanted`` among the header names; a miss lists what is there and the config key."""
+    """Index of ``wanted`` among the header names; a miss lists (a bounded part of) what is there and the config key."""
     if wanted in found:
         return found.index(wanted)
     hint = [c for c in found if c.strip().lower() == wanted.strip().lower()]
-    maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+    maybe = f" (did you mean {hint[0]!r:.60}?)" if hint else ""
     raise DataError(
-        f"{name}: no column {wanted!r}{maybe}; columns found: {found}. "
+        f"{name}: no column {wanted!r:.60}{maybe}; columns found ({len(found)}): {_shown(found)}. "
         f"Fix: set {key} to the name of the column to use."
     )
 
@@ -150,7 +161,10 @@ def _jsonl_records(text: str, name: str, text_column: str, label_column: str) ->
     seen: set[str] = set()
     found_text = found_label = False
     records: list[tuple[str, str, int]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines are separated by "\n" only: str.splitlines() would also split inside a text at
+    # U+2028, U+0085 and the like, which JSON allows unescaped in strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -159,6 +173,11 @@ def _jsonl_records(text: str, name: str, text_column: str, label_column: str) ->
             raise DataError(
                 f"{name}: line {number}: not valid JSON ({err.msg} at column {err.colno}). "
                 "Fix: write one JSON object per line."
+            ) from None
+        except (RecursionError, ValueError) as err:  # nesting too deep; an integer over Python's digit limit
+            raise DataError(
+                f"{name}: line {number}: cannot read this JSON ({type(err).__name__}: {str(err)[:120]}). "
+                "Fix: write one flat JSON object per line with text and label as strings."
             ) from None
         if not isinstance(obj, dict):
             raise DataError(

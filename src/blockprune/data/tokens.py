@@ -35,8 +35,22 @@ def cache_key(tokenizer: Any, max_length: int, texts: Mapping[str, Sequence[str]
     return h.hexdigest()
 
 
+#: Characters kept per allowed token before tokenising: a text is cut to ``max_length *
+#: CHARS_PER_TOKEN`` characters first, so one huge text cannot cost gigabytes of token ids (a
+#: 4.4M-character text cost 1.3 GB). No tokenizer piece is that long on average, so the first
+#: ``max_length`` tokens are unchanged; "untruncated" lengths are then counted within the cut.
+CHARS_PER_TOKEN = 32
+
+
+def char_cap(max_length: int) -> int:
+    return max(max_length, 1) * CHARS_PER_TOKEN
+
+
 def encode_split(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-    """Token ids (truncated to ``max_length``, no padding) as flat tensors, plus untruncated lengths."""
+    """Token ids (truncated to ``max_length``, no padding) as flat tensors, plus untruncated lengths
+    (counted within the first ``char_cap(max_length)`` characters)."""
+    cap = char_cap(max_length)
+    texts = [t if len(t) <= cap else t[:cap] for t in texts]
     if not texts:
         empty = torch.zeros(0, dtype=torch.int32)
         return {"input_ids": empty, "offsets": torch.zeros(1, dtype=torch.int64), "full_lengths": torch.zeros(0, dtype=torch.int64)}
