@@ -8,6 +8,7 @@ dL/dS = dL/dM, so a score grows when its block's weights move away from zero.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -43,11 +44,18 @@ def kept_blocks(num_blocks: int, sparsity: float) -> int:
 
 
 class TopKBinarizer:
-    """Keeps exactly the top (1 - sparsity) fraction of blocks of one matrix by score."""
+    """Keeps exactly the top (1 - sparsity) fraction of blocks of one matrix by score, or, with
+    an ``allocation`` (``prune.allocation=global``), the count that a ranking across all layers
+    gives this matrix (``blockprune.pruning.allocation``)."""
 
     name = "topk"
 
+    def __init__(self, allocation: Any = None) -> None:
+        self.allocation = allocation
+
     def __call__(self, scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+        if self.allocation is not None:
+            return _TopKFunction.apply(scores, self.allocation.keep(scores, sparsity))
         return _TopKFunction.apply(scores, kept_blocks(scores.numel(), sparsity))
 
     def regularization(self, scores: torch.Tensor) -> torch.Tensor:

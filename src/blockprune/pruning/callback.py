@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from blockprune.errors import ConfigError
+from blockprune.pruning.allocation import ALLOCATIONS, install_global_allocation
 from blockprune.pruning.binarizers import BINARIZERS, SigmoidThresholdBinarizer, TopKBinarizer
 from blockprune.pruning.masked_linear import BlockMaskedLinear
 from blockprune.pruning.patch import find_encoder_layers, masked_layers, patch_encoder
@@ -38,6 +39,8 @@ class BlockPruning(L.Callback):
         threshold: float = 0.1,
         reg_lambda: float = 0.0,
         fill_epochs: int = 0,
+        allocation: str = "uniform",
+        min_keep: float = 0.05,
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ConfigError(f"prune.sparsity={sparsity} is outside [0, 1): give the fraction of weights to remove, e.g. 0.5.")
@@ -56,8 +59,19 @@ class BlockPruning(L.Callback):
             raise ConfigError(f"prune.warmup={warmup} and prune.hold={hold} must be fractions in [0, 1) with a sum below 1.")
         if method == "sigmoid_threshold" and reg_lambda <= 0:
             raise ConfigError("prune.method=sigmoid_threshold needs prune.reg_lambda > 0: sparsity comes from the L1 penalty.")
+        if allocation not in ALLOCATIONS:
+            raise ConfigError(f"prune.allocation={allocation!r} is unknown; allowed: {list(ALLOCATIONS)}.")
+        if allocation == "global" and method != "topk":
+            raise ConfigError("prune.allocation=global ranks blocks for top-k; it needs prune.method=topk.")
+        if allocation == "global" and not 0.0 <= min_keep <= 1.0 - sparsity:
+            raise ConfigError(
+                f"prune.min_keep={min_keep} must be in [0, 1 - prune.sparsity = {1 - sparsity:g}]: every matrix keeps at "
+                "least that share of its blocks, which must fit in what the sparsity keeps."
+            )
         self.sparsity = sparsity
         self.method = method
+        self.allocation = allocation
+        self.min_keep = min_keep
         self.attention_block = block
         self.scores_lr = scores_lr
         self.warmup, self.hold = warmup, hold
@@ -72,9 +86,12 @@ class BlockPruning(L.Callback):
     def patch(self, model: nn.Module) -> list[BlockMaskedLinear]:
         """Mask the encoder (idempotent). Raises ConfigError when the block shape does not fit."""
         try:
-            return patch_encoder(model, self.attention_block, self._binarizer)
+            layers = patch_encoder(model, self.attention_block, self._binarizer)
         except ValueError as err:
             raise ConfigError(str(err)) from err
+        if self.allocation == "global":
+            install_global_allocation(model, self.min_keep)
+        return layers
 
     # --- schedule -------------------------------------------------------------------------
     def set_step(self, model: nn.Module, step: int) -> None:
