@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from helpers.tiny_bert import make_compacted, make_tiny
 
 from blockprune.bench import (
     benchmark_models,
@@ -16,6 +15,7 @@ from blockprune.bench import (
 )
 from blockprune.bench.runners import RUNNERS, Ready, Runner, register
 from blockprune.errors import ConfigError
+from helpers.tiny_bert import make_compacted, make_tiny
 
 STAT_FIELDS = ("median_ms", "mean_ms", "min_ms", "p10_ms", "p90_ms", "q1_ms", "q3_ms", "iqr_ms", "repeats")
 RESULT_FIELDS = STAT_FIELDS + (
@@ -144,18 +144,33 @@ def test_a_registered_runner_times_its_backend_and_a_skipping_one_is_reported():
     register(Runner("counted", prepare))
     try:
         dense = make_tiny(2)
-        r = benchmark_models({"dense": dense, "counted": _Counted(make_compacted(), runs)}, cells=[(2, 8)],
-                             typical_seq_len=8, warmup=2, repeats=3, progress=False)
+        r = benchmark_models(
+            {"dense": dense, "counted": _Counted(make_compacted(), runs)},
+            cells=[(2, 8)],
+            typical_seq_len=8,
+            warmup=2,
+            repeats=3,
+            progress=False,
+        )
         cell = r["cells"][0]
         assert cell["status"] == "ok" and cell["results"]["counted"]["repeats"] == 3
         assert len(runs) == 2 + 3  # warm-up + timed runs, through the registered runner
         assert r["models"]["counted"]["backend"] == "counted"
         assert r["models"]["counted"]["heads_per_layer"] == [2, 1, 4]  # shapes from its flops_model
-        only = benchmark_models({"counted": _Counted(dense, runs)}, cells=[(2, 8)], typical_seq_len=8,
-                                dtypes=("bfloat16",), warmup=1, repeats=2, progress=False)
-        assert only["cells"][0]["results"]["counted"] == {"status": "skipped", "note": "counted entries run in float32 only."}
+        only = benchmark_models(
+            {"counted": _Counted(dense, runs)},
+            cells=[(2, 8)],
+            typical_seq_len=8,
+            dtypes=("bfloat16",),
+            warmup=1,
+            repeats=2,
+            progress=False,
+        )
+        assert only["cells"][0]["results"]["counted"] == {
+            "status": "skipped",
+            "note": "counted entries run in float32 only.",
+        }
     finally:
         RUNNERS.pop("counted")
     with pytest.raises(ConfigError, match="backend 'counted'"):
         benchmark_models({"x": _Counted(dense, runs)}, cells=[(2, 8)], typical_seq_len=8, progress=False)
-

@@ -31,10 +31,16 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"module.warmup_ratio={module.warmup_ratio} must be in [0, 1).")
     for key in ("init_from", "model.tokenizer"):
         value = cfg.get("init_from") if key == "init_from" else cfg.model.get("tokenizer")
-        if value and _looks_local(str(value)) and not Path(str(value), "config.json").is_file() \
-                and not Path(str(value), "tokenizer.json").is_file():
-            raise ConfigError(f"{key}={value}: no model folder there (no config.json). Fix: give the folder that "
-                              "save_pretrained wrote (e.g. outputs/<task>/<run>/model) or a hub id.")
+        if (
+            value
+            and _looks_local(str(value))
+            and not Path(str(value), "config.json").is_file()
+            and not Path(str(value), "tokenizer.json").is_file()
+        ):
+            raise ConfigError(
+                f"{key}={value}: no model folder there (no config.json). Fix: give the folder that "
+                "save_pretrained wrote (e.g. outputs/<task>/<run>/model) or a hub id."
+            )
     bench = cfg.get("bench") or {}
     if bench.get("enabled"):
         from blockprune.bench.dtypes import normalise_dtype
@@ -53,8 +59,10 @@ def check_config(cfg: DictConfig) -> None:
     vocab = cfg.get("vocab") or {}
     for path in vocab.get("extra_corpora") or []:
         if not Path(str(path)).is_file():
-            raise ConfigError(f"vocab.extra_corpora: {path} is not a file. Fix: give CSV/TSV/JSONL files with a "
-                              f"'{cfg.data.get('text_column', 'Text')}' column.")
+            raise ConfigError(
+                f"vocab.extra_corpora: {path} is not a file. Fix: give CSV/TSV/JSONL files with a "
+                f"'{cfg.data.get('text_column', 'Text')}' column."
+            )
 
 
 def check_precision(precision: str, accelerator: str = "auto") -> None:
@@ -62,8 +70,10 @@ def check_precision(precision: str, accelerator: str = "auto") -> None:
     (16-mixed on CPU quietly becomes bf16-mixed) or a failure at the first step."""
     wants_gpu = accelerator in _GPU_ACCELERATORS
     if wants_gpu and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA device. "
-                          "Fix: trainer=cpu (or trainer.accelerator=auto).")
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA device. "
+            "Fix: trainer=cpu (or trainer.accelerator=auto)."
+        )
     on_gpu = wants_gpu or (accelerator == "auto" and torch.cuda.is_available())
     allowed = list(_CPU_PRECISIONS)
     if on_gpu:

@@ -29,7 +29,9 @@ _VERBS = ["reads", "writes about", "talks about", "remembers", "questions", "cel
 _OBJECTS = ["the monsoon rains", "cricket matches", "village elections", "new bridges", "rising prices", "festivals"]
 SENTENCES = [
     f"{s.capitalize()} {v} {o}{p}"
-    for (s, v, o), p in zip(itertools.product(_SUBJECTS, _VERBS, _OBJECTS), itertools.cycle([".", "!", "?", ", again."]))
+    for (s, v, o), p in zip(
+        itertools.product(_SUBJECTS, _VERBS, _OBJECTS), itertools.cycle([".", "!", "?", ", again."])
+    )
 ][::5]
 CORPUS = SENTENCES[:12]
 HELDOUT = SENTENCES[12:] + ["Minister debates unseen roads!"]
@@ -65,8 +67,16 @@ def byte_bpe_tokenizer() -> PreTrainedTokenizerFast:
     )
     tok.train_from_iterator(SENTENCES, trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=False)
-    return _hf(tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
-               pad_token="<pad>", mask_token="<mask>")
+    return _hf(
+        tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
 
 
 def plain_bpe_tokenizer() -> PreTrainedTokenizerFast:
@@ -98,18 +108,31 @@ def unigram_tokenizer(byte_fallback: bool = False) -> PreTrainedTokenizerFast:
         data["model"]["vocab"] += [[f"<0x{b:02X}>", -30.0] for b in range(256)]
     tok = Tokenizer.from_str(json.dumps(data))
     tok.add_special_tokens(["<mask>"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return _hf(
+        tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
     )
-    return _hf(tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
-               pad_token="<pad>", mask_token="<mask>")
 
 
 def tiny_bert(tokenizer, cls=BertForSequenceClassification, **kw):
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, num_labels=3, **kw,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=3,
+        **kw,
     )
     return cls(config).eval()
 
@@ -117,9 +140,16 @@ def tiny_bert(tokenizer, cls=BertForSequenceClassification, **kw):
 def tiny_roberta(tokenizer):
     torch.manual_seed(0)
     config = RobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=3,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=3,
     )
     return RobertaForSequenceClassification(config).eval()
 

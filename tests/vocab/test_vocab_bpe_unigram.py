@@ -7,6 +7,9 @@ import json
 import re
 
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from blockprune.vocab import trim_vocabulary, unk_rate
 from helpers.toy_vocab import (
     CORPUS,
     HELDOUT,
@@ -19,9 +22,6 @@ from helpers.toy_vocab import (
     tiny_roberta,
     unigram_tokenizer,
 )
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from blockprune.vocab import trim_vocabulary, unk_rate
 
 # ------------------------------------------------------------------------------------------ BPE
 

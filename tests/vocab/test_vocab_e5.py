@@ -7,8 +7,6 @@ import re
 import pandas as pd
 import pytest
 import torch
-from helpers.paths import E5_DIR, SHC_CSV
-from helpers.toy_vocab import assert_special_roles, embedded, logits, token_strings
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from blockprune.vocab import (
@@ -17,6 +15,8 @@ from blockprune.vocab import (
     trim_vocabulary_folder,
     unk_rate,
 )
+from helpers.paths import E5_DIR, SHC_CSV
+from helpers.toy_vocab import assert_special_roles, embedded, logits, token_strings
 
 E5 = E5_DIR
 SHC_VALID = SHC_CSV
@@ -28,7 +28,9 @@ SHC_VALID = SHC_CSV
 def shc_headlines() -> list[str]:
     frame = pd.read_csv(SHC_VALID, dtype=str, keep_default_na=False)
     # valid rows: Devanagari text (skips the repeated header rows and the cp866 mojibake rows)
-    return [t for t in frame["Text"] if re.search("[\u0900-\u097f]", t) and not re.search("[\u0400-\u04ff\u2500-\u257f]", t)]
+    return [
+        t for t in frame["Text"] if re.search("[\u0900-\u097f]", t) and not re.search("[\u0400-\u04ff\u2500-\u257f]", t)
+    ]
 
 
 needs_e5 = pytest.mark.skipif(not (E5.is_dir() and SHC_VALID.is_file()), reason="e5-small-mr or SHC data not available")
@@ -64,8 +66,10 @@ def test_e5_small_mr_unigram_trim():
     held_unk = unk_rate(new_tok, heldout)
     assert unk_rate(original, heldout) < 0.001
     assert held_unk < 0.15  # 200 headlines only: unseen words fall to <unk> (about 5 %)
-    print(f"\ne5-small-mr: {stats.to_dict()}\nheld-out unk rate {held_unk:.4f}, "
-          f"changed {changed_tokenization_rate(original, new_tok, heldout):.3f}")
+    print(
+        f"\ne5-small-mr: {stats.to_dict()}\nheld-out unk rate {held_unk:.4f}, "
+        f"changed {changed_tokenization_rate(original, new_tok, heldout):.3f}"
+    )
 
 
 @needs_e5

@@ -8,14 +8,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from helpers.toy_vocab import (
-    CORPUS,
-    HELDOUT,
-    logits,
-    tiny_bert,
-    token_strings,
-    wordpiece_tokenizer,
-)
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from blockprune.errors import BlockpruneError, ConfigError, DataError
@@ -24,6 +16,14 @@ from blockprune.vocab import (
     script_key,
     trim_vocabulary,
     trim_vocabulary_folder,
+)
+from helpers.toy_vocab import (
+    CORPUS,
+    HELDOUT,
+    logits,
+    tiny_bert,
+    token_strings,
+    wordpiece_tokenizer,
 )
 
 # --------------------------------------------------------------------------------------- errors

@@ -7,16 +7,6 @@ import json
 
 import pytest
 import torch
-from helpers.toy_vocab import (
-    CORPUS,
-    HELDOUT,
-    assert_same_on_corpus,
-    assert_special_roles,
-    logits,
-    tiny_bert,
-    token_strings,
-    wordpiece_tokenizer,
-)
 from transformers import (
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
@@ -29,6 +19,16 @@ from transformers import (
 
 from blockprune.errors import ConfigError
 from blockprune.vocab import changed_tokenization_rate, trim_vocabulary, unk_rate
+from helpers.toy_vocab import (
+    CORPUS,
+    HELDOUT,
+    assert_same_on_corpus,
+    assert_special_roles,
+    logits,
+    tiny_bert,
+    token_strings,
+    wordpiece_tokenizer,
+)
 
 # ------------------------------------------------------------------------------------ WordPiece
 
@@ -108,8 +108,14 @@ def test_added_tokens_spare_rows_and_trimming_twice():
     tok.add_tokens(["marathi"])
     tok.add_special_tokens({"extra_special_tokens": ["<extra1>"]})
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tok) + 8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, num_labels=3)  # 8 spare rows no id reaches (as in XLM-R)
+    config = BertConfig(
+        vocab_size=len(tok) + 8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+    )  # 8 spare rows no id reaches (as in XLM-R)
     model = BertForSequenceClassification(config).eval()
     texts = CORPUS + ["marathi <extra1> festivals"]
     before, before3 = logits(model, tok, texts), logits(model, tok, texts[:3])

@@ -42,8 +42,23 @@ def skipped_cell(dev, dtype, cell, note) -> dict[str, Any]:
 
 
 def run_cell(
-    ready: Mapping[str, Ready], per_model_skip, baseline, names, info, cell, dev, dtype,
-    *, vocab, max_len, max_tokens, budget, warmup, repeats, min_repeats, seed,
+    ready: Mapping[str, Ready],
+    per_model_skip,
+    baseline,
+    names,
+    info,
+    cell,
+    dev,
+    dtype,
+    *,
+    vocab,
+    max_len,
+    max_tokens,
+    budget,
+    warmup,
+    repeats,
+    min_repeats,
+    seed,
 ) -> dict[str, Any]:
     """Warm up, fit the repeats to the time budget, time round-robin, and compare with the baseline."""
     batch, seq = cell["batch"], cell["seq_len"]
@@ -51,7 +66,10 @@ def run_cell(
         return skipped_cell(dev, dtype, cell, f"seq_len {seq} > the models' maximum input length {max_len}.")
     if batch * seq > max_tokens:
         return skipped_cell(
-            dev, dtype, cell, f"batch x seq_len = {batch * seq} tokens > max_tokens={max_tokens} (raise max_tokens to run it)."
+            dev,
+            dtype,
+            cell,
+            f"batch x seq_len = {batch * seq} tokens > max_tokens={max_tokens} (raise max_tokens to run it).",
         )
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, vocab, (batch, seq), generator=gen).to(dev)
@@ -74,7 +92,9 @@ def run_cell(
             round_s = sum(first.values())
             if round_s * (warmup - 1 + min_repeats) > 2 * budget:
                 return skipped_cell(
-                    dev, dtype, cell,
+                    dev,
+                    dtype,
+                    cell,
                     f"one round of all models took {round_s:.1f} s; warm-up + {min_repeats} repeats would exceed "
                     f"the cell time budget ({budget:.0f} s; raise cell_time_budget_s to run it).",
                 )

@@ -27,13 +27,17 @@ def dtype_skip_reason(dtype: str, device: torch.device) -> tuple[str | None, str
             return "float16 is skipped on CPU (no fast kernels; not a CPU deployment format).", None
         if dtype == "bfloat16":
             try:
-                torch.nn.functional.linear(torch.ones(2, 4, dtype=torch.bfloat16), torch.ones(3, 4, dtype=torch.bfloat16))
+                torch.nn.functional.linear(
+                    torch.ones(2, 4, dtype=torch.bfloat16), torch.ones(3, 4, dtype=torch.bfloat16)
+                )
             except RuntimeError as err:
                 return f"bfloat16 is not supported by this CPU build: {err}", None
             native = safe(lambda: torch.cpu._is_avx512_bf16_supported()) or safe(
                 lambda: torch.cpu._is_amx_tile_supported()
             )
-            return None, (None if native else "this CPU has no native bfloat16 instructions: bfloat16 is emulated (slow).")
+            return None, (
+                None if native else "this CPU has no native bfloat16 instructions: bfloat16 is emulated (slow)."
+            )
         return None, None
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         return f"bfloat16 is not supported by {torch.cuda.get_device_name(device)}.", None

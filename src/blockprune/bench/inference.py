@@ -160,9 +160,22 @@ def benchmark_models(
                     bar.set_postfix_str(f"{dtype} b={cell['batch']} n={cell['seq_len']}")
                     result["cells"].append(
                         run_cell(
-                            ready, per_model_skip, baseline, names, info, cell, dev, dtype,
-                            vocab=vocab, max_len=max_len, max_tokens=max_tokens, budget=budget,
-                            warmup=warmup, repeats=repeats, min_repeats=min_repeats, seed=seed,
+                            ready,
+                            per_model_skip,
+                            baseline,
+                            names,
+                            info,
+                            cell,
+                            dev,
+                            dtype,
+                            vocab=vocab,
+                            max_len=max_len,
+                            max_tokens=max_tokens,
+                            budget=budget,
+                            warmup=warmup,
+                            repeats=repeats,
+                            min_repeats=min_repeats,
+                            seed=seed,
                         )
                     )
                     bar.update(1)

@@ -66,7 +66,9 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             for n in names:
                 r = c["results"].get(n, {})
                 row.append(
-                    f"{_fmt(r.get('speedup'))}× ({_fmt(r.get('analytic_speedup'))}×)" if r.get("status") == "ok" else "–"
+                    f"{_fmt(r.get('speedup'))}× ({_fmt(r.get('analytic_speedup'))}×)"
+                    if r.get("status") == "ok"
+                    else "–"
                 )
             seq = f"{c['seq_len']}{' (typical)' if c.get('typical') else ''}"
             lines.append(f"| {c['dtype']} | {c['batch']} | {seq} | " + " | ".join(row) + " |")

@@ -74,7 +74,9 @@ register(Runner("pytorch", _prepare_pytorch))
 register(Runner("onnxruntime", _prepare_onnxruntime))
 
 
-def prepare_all(models: Mapping[str, nn.Module], dev: torch.device, dtype: str) -> tuple[dict[str, Ready], dict[str, str]]:
+def prepare_all(
+    models: Mapping[str, nn.Module], dev: torch.device, dtype: str
+) -> tuple[dict[str, Ready], dict[str, str]]:
     """Every model ready for ``dtype`` on ``dev``, and the reason for each one that is skipped."""
     ready: dict[str, Ready] = {}
     skips: dict[str, str] = {}

@@ -71,10 +71,17 @@ def measure_step_overhead(
     result = training_step_overhead(
         make_step(False, False),
         {"masked": make_step(True, False), "masked+kd": make_step(True, True)},
-        repeats=repeats, warmup=warmup, cuda_sync=fabric.device.type == "cuda", progress=True,
+        repeats=repeats,
+        warmup=warmup,
+        cuda_sync=fabric.device.type == "cuda",
+        progress=True,
     )
     result["settings"] = {
-        "model_dir": str(model_dir), "batch_size": batch_size, "seq_len": seq_len, "precision": precision,
-        "sparsity": sparsity, "attention_block": list(attention_block) if not isinstance(attention_block, str) else attention_block,
+        "model_dir": str(model_dir),
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "precision": precision,
+        "sparsity": sparsity,
+        "attention_block": list(attention_block) if not isinstance(attention_block, str) else attention_block,
     }
     return result

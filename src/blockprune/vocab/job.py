@@ -7,7 +7,9 @@ from typing import Any
 from blockprune.evaluation import predict_texts, test_predictions
 
 
-def trim_job_vocabulary(model, datamodule, extra_corpora: list[str], keep_script_chars: bool) -> tuple[Any, Any, dict, dict]:
+def trim_job_vocabulary(
+    model, datamodule, extra_corpora: list[str], keep_script_chars: bool
+) -> tuple[Any, Any, dict, dict]:
     """Keep the vocabulary the training texts use (plus single characters of their scripts),
     then re-test with the trimmed tokenizer, so the reported accuracy is the saved model's.
 

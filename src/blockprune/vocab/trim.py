@@ -112,7 +112,9 @@ def trim_vocabulary(
     emb_params_before, params_before = embedding_params(model), unique_params(model)
     tie_state = slice_embeddings(model, keep, new_id)
     remap_config_ids(model.config, new_id)
-    max_diff = compare_outputs(before, model_outputs(model, new_tokenizer, sample), rows_before, keep) if sample else None
+    max_diff = (
+        compare_outputs(before, model_outputs(model, new_tokenizer, sample), rows_before, keep) if sample else None
+    )
 
     stats = VocabStats(
         tokenizer_model=vocab.kind,
