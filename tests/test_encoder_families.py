@@ -54,7 +54,9 @@ CONFIGS = {
     "camembert": lambda: CamembertConfig(**BERT_ARGS),
     "electra": lambda: ElectraConfig(**BERT_ARGS, embedding_size=32),
     "ernie": lambda: ErnieConfig(**BERT_ARGS),
-    "distilbert": lambda: DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_heads=HEADS, hidden_dim=FFN, n_layers=LAYERS, max_position_embeddings=64),
+    "distilbert": lambda: DistilBertConfig(
+        vocab_size=VOCAB, dim=HIDDEN, n_heads=HEADS, hidden_dim=FFN, n_layers=LAYERS, max_position_embeddings=64
+    ),
     # v3 (and mDeBERTa) share the content projections for positions; v2 has its own pos_key/pos_query_proj
     "deberta-v3": lambda: DebertaV2Config(**DEBERTA_ARGS, share_att_key=True),
     "deberta-v2": lambda: DebertaV2Config(**DEBERTA_ARGS, share_att_key=False, conv_kernel_size=3, embedding_size=32),
@@ -159,7 +161,9 @@ def test_heads_removed_by_hand_update_what_the_forward_reads(family):
     BlockPruning(0.0, attention_block="head").patch(model)
     with torch.no_grad():
         for layer in find_encoder_layers(model):
-            layer.linear("o").mask_scores.copy_(torch.tensor([[1.0], [-1.0], [1.0], [-1.0]]).view_as(layer.linear("o").mask_scores))
+            layer.linear("o").mask_scores.copy_(
+                torch.tensor([[1.0], [-1.0], [1.0], [-1.0]]).view_as(layer.linear("o").mask_scores)
+            )
     for lin in masked_layers(model):
         lin.set_sparsity(0.5 if lin.grid[0] * lin.grid[1] == HEADS else 0.0)
     with torch.inference_mode():
@@ -238,14 +242,26 @@ def test_count_parameters_sums_for_every_family():
 @pytest.mark.parametrize(
     ("config", "cls", "name"),
     [
-        (AlbertConfig(vocab_size=VOCAB, embedding_size=16, **{k: v for k, v in BERT_ARGS.items() if k != "vocab_size"}), AlbertForSequenceClassification, "AlbertForSequenceClassification"),
+        (
+            AlbertConfig(
+                vocab_size=VOCAB, embedding_size=16, **{k: v for k, v in BERT_ARGS.items() if k != "vocab_size"}
+            ),
+            AlbertForSequenceClassification,
+            "AlbertForSequenceClassification",
+        ),
         (MPNetConfig(**BERT_ARGS), MPNetForSequenceClassification, "MPNetForSequenceClassification"),
     ],
 )
 def test_unsupported_family_is_a_clear_error(config, cls, name):
     model = cls(config)
-    for call in (lambda: BlockPruning(0.5).patch(model), lambda: flops_per_token(model, 8), lambda: compact_model(model)):
-        with pytest.raises(BlockpruneError, match=rf"{name}.*Supported: BERT-like.*DeBERTa-v2/v3.*DistilBERT.*ModernBERT"):
+    for call in (
+        lambda: BlockPruning(0.5).patch(model),
+        lambda: flops_per_token(model, 8),
+        lambda: compact_model(model),
+    ):
+        with pytest.raises(
+            BlockpruneError, match=rf"{name}.*Supported: BERT-like.*DeBERTa-v2/v3.*DistilBERT.*ModernBERT"
+        ):
             call()
 
 

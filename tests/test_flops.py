@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
+from blockprune.errors import BlockpruneError
+from blockprune.flops import count_parameters, encoder_layout, flops_per_token
 from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
-
-from blockprune.errors import BlockpruneError  # noqa: E402
-from blockprune.flops import count_parameters, encoder_layout, flops_per_token  # noqa: E402
 
 H, D, F, C = 64, 16, 128, 3  # hidden, head dim, FFN width, labels
 

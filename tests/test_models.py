@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from transformers import BertModel
 
+from blockprune import load_model
+from blockprune.errors import BlockpruneError
 from helpers.tiny_bert import make_tiny
-
-from blockprune import load_model  # noqa: E402
-from blockprune.errors import BlockpruneError  # noqa: E402
 
 
 def test_load_model_round_trip(tmp_path):

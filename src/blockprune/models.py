@@ -28,7 +28,7 @@ from blockprune.errors import BlockpruneError
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_unreachable() -> str | None:
     """Why the Hugging Face hub cannot be reached (a 3 s TCP probe), or None when it can."""
     from huggingface_hub import constants
@@ -115,7 +115,9 @@ def load_classifier(
         raise _hub_error(name_or_path, err) from err
     same_labels = getattr(config, "label2id", None) == label2id
     if not same_labels and config.num_labels not in (2, num_labels):  # 2 is transformers' default
-        log.warning("%s has a %d-label head; a new %d-label head is trained.", name_or_path, config.num_labels, num_labels)
+        log.warning(
+            "%s has a %d-label head; a new %d-label head is trained.", name_or_path, config.num_labels, num_labels
+        )
     return AutoModelForSequenceClassification.from_pretrained(
         name_or_path,
         num_labels=num_labels,
@@ -173,7 +175,9 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     Folders that are not a saved sequence classifier get a clear error, not a random head.
     """
     path = Path(path)
-    expected = "Give a folder written by save_pretrained holding a sequence classifier (config.json + model.safetensors)."
+    expected = (
+        "Give a folder written by save_pretrained holding a sequence classifier (config.json + model.safetensors)."
+    )
     if not path.is_dir():
         raise BlockpruneError(f"Model folder {path} does not exist or is not a folder. {expected}")
     if not (path / "config.json").is_file():
@@ -183,7 +187,8 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     if not any(str(a).endswith("ForSequenceClassification") for a in archs):
         raise BlockpruneError(
             f"{path} holds a model without a sequence-classification head (architectures={archs or 'not recorded'}): "
-            "it would get a randomly initialised classifier. Fine-tune it first (python train.py model.net.name_or_path=...)."
+            "it would get a randomly initialised classifier. "
+            "Fine-tune it first (python train.py model.net.name_or_path=...)."
         )
     config = AutoConfig.from_pretrained(path)
     layout = getattr(config, LAYOUT_KEY, None)
@@ -197,7 +202,9 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
     missing = [k for k in missing if k not in _tied_keys(model)]
     if missing or unexpected:
-        raise BlockpruneError(f"{weights} does not match its layout: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+        raise BlockpruneError(
+            f"{weights} does not match its layout: missing {missing[:5]}, unexpected {unexpected[:5]}."
+        )
     model.tie_weights()
     return model.float().eval()
 

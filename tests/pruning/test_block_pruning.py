@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.paths import E5_DIR
 
 from blockprune.errors import ConfigError
 from blockprune.models import build_tiny_classifier, load_model
@@ -18,6 +17,7 @@ from blockprune.pruning import (
 )
 from blockprune.pruning.binarizers import kept_blocks
 from blockprune.pruning.patch import masked_layers
+from helpers.paths import E5_DIR
 
 LABELS = {"a": 0, "b": 1, "c": 2}
 

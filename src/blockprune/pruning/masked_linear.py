@@ -32,9 +32,7 @@ class BlockMaskedLinear(nn.Linear):
         out_features, in_features = linear.weight.shape
         rows, cols = block_shape
         if out_features % rows or in_features % cols:
-            raise ValueError(
-                f"block shape {rows}x{cols} does not divide a {out_features}x{in_features} weight"
-            )
+            raise ValueError(f"block shape {rows}x{cols} does not divide a {out_features}x{in_features} weight")
         super().__init__(in_features, out_features, bias=linear.bias is not None, device="meta")
         self.weight = linear.weight
         self.bias = linear.bias

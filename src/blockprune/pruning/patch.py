@@ -56,9 +56,7 @@ def _patch_ffn(layer: EncoderLayer, binarizer_factory) -> None:
     layer.set_linear("ffn_out", ffn_out)
 
 
-def patch_encoder(
-    model: nn.Module, block_shape: tuple[int, int] | None, binarizer_factory
-) -> list[BlockMaskedLinear]:
+def patch_encoder(model: nn.Module, block_shape: tuple[int, int] | None, binarizer_factory) -> list[BlockMaskedLinear]:
     """Replace the encoder's attention and feed-forward linears with ``BlockMaskedLinear``.
 
     Attention Q/K/V/O get one score per block, or with ``block_shape=None`` one score per
