@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.jobs import make_cfg
 
 from blockprune.data import TextClassificationDataModule
 from blockprune.errors import ConfigError
+from helpers.jobs import make_cfg
 
 LABELS = {"Crime": 14, "Sports": 12, "Tech": 9}
 
@@ -110,11 +110,15 @@ def test_cv_job_tests_every_example_once_and_pools_by_hand(cv_run):
     correct = sum(f["metrics"]["test/acc"] * f["split_sizes"]["test"] for f in on_disk["folds"])
     assert on_disk["metrics"]["test/acc"] == pytest.approx(correct / len(by_id))
     assert on_disk["metrics"]["test/acc"] == pytest.approx(
-        sum(p == t for p, t in zip(pred["pred"], pred["target"])) / len(by_id))
+        sum(p == t for p, t in zip(pred["pred"], pred["target"])) / len(by_id)
+    )
     for k, fold in enumerate(on_disk["folds"]):
         sub = json.loads((tmp / "job" / f"fold_{k}" / "results.json").read_text())
-        assert sub["data"]["cv"] == {"folds": 2, "fold": k} and sub["predictions"]["id"] == pred["id"][
-            sum(f["split_sizes"]["test"] for f in on_disk["folds"][:k]):][: fold["split_sizes"]["test"]]
+        assert (
+            sub["data"]["cv"] == {"folds": 2, "fold": k}
+            and sub["predictions"]["id"]
+            == pred["id"][sum(f["split_sizes"]["test"] for f in on_disk["folds"][:k]) :][: fold["split_sizes"]["test"]]
+        )
     assert on_disk["model_dir"] == str(tmp / "job") and (tmp / "job" / "fold_1" / "model").is_dir()
 
 
@@ -123,8 +127,19 @@ def test_pruned_cv_job_starts_each_fold_from_the_baselines_fold(cv_run, tmp_path
     from blockprune.main import train
 
     tmp, base = cv_run
-    cfg = make_cfg(tmp_path, [f"data.file={tmp / 'cv.csv'}", "data.cv_folds=2", *CV_JOB, f"init_from={base['model_dir']}",
-                              "prune=block", "prune.sparsity=0.5", "prune.attention_block=head", "distill=on"])
+    cfg = make_cfg(
+        tmp_path,
+        [
+            f"data.file={tmp / 'cv.csv'}",
+            "data.cv_folds=2",
+            *CV_JOB,
+            f"init_from={base['model_dir']}",
+            "prune=block",
+            "prune.sparsity=0.5",
+            "prune.attention_block=head",
+            "distill=on",
+        ],
+    )
     results = train(cfg)
     for k in range(2):
         sub = json.loads((tmp_path / f"fold_{k}" / "results.json").read_text())
@@ -132,3 +147,42 @@ def test_pruned_cv_job_starts_each_fold_from_the_baselines_fold(cv_run, tmp_path
         assert sub["config"]["distill"]["teacher"] == sub["config"]["init_from"]
     assert sorted(results["predictions"]["id"]) == sorted(base["predictions"]["id"])  # same folds: paired
     assert results["pruning"]["target_sparsity"] == 0.5 and "metrics_compacted" not in results
+
+
+@pytest.mark.slow
+def test_tiny_study_with_cv_and_two_seeds_reports_paired_intervals(tmp_path):
+    import csv
+
+    from blockprune.report import build_table
+    from blockprune.study import run_study
+
+    data = tmp_path / "cv.csv"
+    with data.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("Text", "Label"), *rows()])
+    out = tmp_path / "study"
+    code = run_study(
+        "table1_tiny",
+        out,
+        [
+            f"data.file={data}",
+            "data.limit=null",
+            "data.cv_folds=2",
+            "study.seeds=[1,2]",
+            "study.sparsities=[0.5]",
+            "study.distill=[on]",
+            "callbacks=no_carbon",
+            "trainer.max_epochs=1",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+    )
+    assert code == 0
+    for seed in (1, 2):
+        assert (out / f"seed_{seed}" / "baseline" / "fold_1" / "model").is_dir()
+    table = build_table([out]).set_index("row")
+    assert list(table.index) == ["baseline", "50% + KD"] and (table["seeds"] == 2).all()
+    row = table.loc["50% + KD"]
+    assert row["test_examples"] == sum(LABELS.values())  # CV: every example, paired by id
+    assert row["diff_acc_low"] <= row["diff_acc"] <= row["diff_acc_high"] and 0 <= row["p_mcnemar"] <= 1
+    assert row["acc_low"] <= row["accuracy"] <= row["acc_high"] and row["accuracy_std"] >= 0
+    md = (out / "table1.md").read_text()
+    assert md.count("\n| ") == 2 and " ± " in md and "McNemar p" in md and "lower bound is at least -0.5" in md

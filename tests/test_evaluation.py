@@ -53,7 +53,9 @@ def test_point_estimates_equal_torchmetrics():
     t, p = torch.tensor(target), torch.tensor(pred)
     assert iv["acc"]["estimate"] == pytest.approx(float(multiclass_accuracy(p, t, num_classes=6, average="micro")))
     assert iv["f1_macro"]["estimate"] == pytest.approx(float(multiclass_f1_score(p, t, num_classes=6, average="macro")))
-    assert record_metrics(prediction_record(range(300), target, pred))["test/acc"] == pytest.approx(iv["acc"]["estimate"])
+    assert record_metrics(prediction_record(range(300), target, pred))["test/acc"] == pytest.approx(
+        iv["acc"]["estimate"]
+    )
 
 
 def test_bootstrap_interval_width_matches_the_binomial_by_hand():
@@ -113,7 +115,9 @@ def test_cluster_bootstrap_moves_seeds_of_an_example_together():
     target, pred = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
     ids = np.arange(400)
     one = bootstrap_interval(target, pred, units=ids, n_boot=3000, seed=0)["acc"]
-    two = bootstrap_interval(np.r_[target, target], np.r_[pred, pred], units=np.r_[ids, ids], n_boot=3000, seed=0)["acc"]
+    two = bootstrap_interval(np.r_[target, target], np.r_[pred, pred], units=np.r_[ids, ids], n_boot=3000, seed=0)[
+        "acc"
+    ]
     naive = bootstrap_interval(np.r_[target, target], np.r_[pred, pred], n_boot=3000, seed=0)["acc"]
     assert two["high"] - two["low"] == pytest.approx(one["high"] - one["low"], rel=1e-9)
     assert (naive["high"] - naive["low"]) < 0.8 * (one["high"] - one["low"])
@@ -152,9 +156,11 @@ def _job(folder, name, seed, sparsity, correct):
     pred = [t if ok else (t + 1) % 3 for t, ok in zip(target, correct)]
     acc = sum(correct) / 200
     results = {
-        "status": "completed", "metrics": {"test/acc": acc, "test/f1_macro": acc},
+        "status": "completed",
+        "metrics": {"test/acc": acc, "test/f1_macro": acc},
         "params": {"total": 1e6 * (1 - sparsity), "encoder": 5e5, "word_embeddings": 4e5},
-        "dense": {"params": {"total": 1e6}, "flops_per_token": 10.0}, "flops_per_token": 10.0 * (1 - sparsity / 2),
+        "dense": {"params": {"total": 1e6}, "flops_per_token": 10.0},
+        "flops_per_token": 10.0 * (1 - sparsity / 2),
         "speed": {"speedup": 1 + sparsity, "latency_ms": 1.0},
         "pruning": {"sparsity_encoder_linear": sparsity} if sparsity else None,
         "predictions": prediction_record(ids, target, pred),

@@ -15,8 +15,9 @@ import copy
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
@@ -30,8 +31,17 @@ log = logging.getLogger(__name__)
 
 #: What the first fold's results stand for in the job's results.json (all folds share the
 #: architecture and pruning setting; the per-fold values stay in fold_k/results.json).
-_FROM_FIRST_FOLD = ("dense", "params", "flops_per_token", "seq_len", "speed", "pruning", "compaction", "vocab",
-                    "world_size")
+_FROM_FIRST_FOLD = (
+    "dense",
+    "params",
+    "flops_per_token",
+    "seq_len",
+    "speed",
+    "pruning",
+    "compaction",
+    "vocab",
+    "world_size",
+)
 
 
 def fold_dir(job_dir: str | Path, fold: int) -> Path:
@@ -52,8 +62,11 @@ def fold_init(init_from: str | None, fold: int, folds: int) -> str | None:
             f"init_from={init_from}: a cross-validation job folder without fold_{fold}/model. Fix: start from a job "
             f"with the same data.cv_folds={folds} (and save_model=true), or from a plain model folder."
         )
-    log.warning("cross-validation from init_from=%s, one model for all folds: if it was trained on this data, "
-                "its test folds are not unseen", init_from)
+    log.warning(
+        "cross-validation from init_from=%s, one model for all folds: if it was trained on this data, "
+        "its test folds are not unseen",
+        init_from,
+    )
     return init_from
 
 
@@ -98,7 +111,9 @@ def _sum_carbon(folds: list[dict[str, Any]]) -> dict[str, Any] | None:
 def pooled_results(cfg: DictConfig, folds: list[dict[str, Any]], wall_time_s: float) -> dict[str, Any]:
     """The job's results.json: pooled test metrics over all examples, per-fold metrics, and the
     first fold's model sizes and speed."""
-    predictions = pool_predictions([f["predictions"] for f in folds]) if all("predictions" in f for f in folds) else None
+    predictions = (
+        pool_predictions([f["predictions"] for f in folds]) if all(f.get("predictions") for f in folds) else None
+    )
     vals = [f["metrics"].get("val/acc") for f in folds if f["metrics"].get("val/acc") is not None]
     metrics = {"val/acc": sum(vals) / len(vals)} if vals else {}
     if predictions is not None:
@@ -107,11 +122,22 @@ def pooled_results(cfg: DictConfig, folds: list[dict[str, Any]], wall_time_s: fl
         "status": "completed",
         "task_name": cfg.task_name,
         "metrics": metrics,
-        "cv": {"folds": int(cfg.data.cv_folds), "seed": int(cfg.data.seed), "pooled_examples":
-               len(predictions["id"]) if predictions else None},
-        "folds": [{"fold": k, "dir": str(fold_dir(cfg.paths.output_dir, k)), "metrics": final_metrics(f),
-                   "val/acc": f["metrics"].get("val/acc"), "split_sizes": f["data"]["split_sizes"],
-                   "wall_time_s": f.get("wall_time_s")} for k, f in enumerate(folds)],
+        "cv": {
+            "folds": int(cfg.data.cv_folds),
+            "seed": int(cfg.data.seed),
+            "pooled_examples": len(predictions["id"]) if predictions else None,
+        },
+        "folds": [
+            {
+                "fold": k,
+                "dir": str(fold_dir(cfg.paths.output_dir, k)),
+                "metrics": final_metrics(f),
+                "val/acc": f["metrics"].get("val/acc"),
+                "split_sizes": f["data"]["split_sizes"],
+                "wall_time_s": f.get("wall_time_s"),
+            }
+            for k, f in enumerate(folds)
+        ],
         **{key: folds[0][key] for key in _FROM_FIRST_FOLD if key in folds[0]},
     }
     if predictions is not None:
@@ -139,7 +165,10 @@ def cross_validate(cfg: DictConfig, fit: Callable[[DictConfig], dict[str, Any]])
         return {"status": "completed", "metrics": folds[-1].get("metrics", {})}
     results = pooled_results(cfg, folds, time.time() - start)
     write_json(Path(cfg.paths.output_dir) / "results.json", results)
-    log.info("cross-validation: pooled test accuracy %.4f over %s examples; per fold %s",
-             results["metrics"].get("test/acc", float("nan")), results["cv"]["pooled_examples"],
-             [round(f["metrics"].get("test/acc", float("nan")), 4) for f in results["folds"]])
+    log.info(
+        "cross-validation: pooled test accuracy %.4f over %s examples; per fold %s",
+        results["metrics"].get("test/acc", float("nan")),
+        results["cv"]["pooled_examples"],
+        [round(f["metrics"].get("test/acc", float("nan")), 4) for f in results["folds"]],
+    )
     return results

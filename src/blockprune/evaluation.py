@@ -14,7 +14,8 @@ seeds stacked, an example id, so that the seeds of one example move together (cl
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,9 @@ N_BOOT = 2000
 _CHUNK = 500  # bootstrap samples per matrix product: bounds memory at ~_CHUNK * units floats
 
 
-def _counts(target: np.ndarray, pred: np.ndarray, units: np.ndarray, n_units: int, num_classes: int) -> dict[str, np.ndarray]:
+def _counts(
+    target: np.ndarray, pred: np.ndarray, units: np.ndarray, n_units: int, num_classes: int
+) -> dict[str, np.ndarray]:
     """Per-unit sufficient statistics: correct and total (n_units,), tp/fp/fn (n_units, num_classes)."""
     correct = (target == pred).astype(np.float64)
     out = {
@@ -54,7 +57,9 @@ def _metrics(counts: Mapping[str, np.ndarray], weights: np.ndarray) -> dict[str,
     return {"acc": acc, "f1_macro": f1_macro}
 
 
-def _prepare(target: Sequence[int], preds: Sequence[Sequence[int]], units: Sequence[Any] | None, num_classes: int | None):
+def _prepare(
+    target: Sequence[int], preds: Sequence[Sequence[int]], units: Sequence[Any] | None, num_classes: int | None
+):
     target = np.asarray(target, dtype=np.int64)
     arrays = [np.asarray(p, dtype=np.int64) for p in preds]
     if any(a.shape != target.shape for a in arrays):
@@ -87,8 +92,13 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def bootstrap_interval(
-    target: Sequence[int], pred: Sequence[int], num_classes: int | None = None, units: Sequence[Any] | None = None,
-    n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
+    target: Sequence[int],
+    pred: Sequence[int],
+    num_classes: int | None = None,
+    units: Sequence[Any] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
     """Point estimate and percentile bootstrap interval of accuracy and macro-F1 (fractions).
 
@@ -109,8 +119,14 @@ def bootstrap_interval(
 
 
 def paired_bootstrap(
-    target: Sequence[int], pred_base: Sequence[int], pred_row: Sequence[int], num_classes: int | None = None,
-    units: Sequence[Any] | None = None, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
+    target: Sequence[int],
+    pred_base: Sequence[int],
+    pred_row: Sequence[int],
+    num_classes: int | None = None,
+    units: Sequence[Any] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> dict[str, dict[str, float]]:
     """Difference row − baseline of accuracy and macro-F1 (fractions) with a paired bootstrap
     interval: both models are scored on the same resampled examples in every sample, so the
@@ -158,7 +174,9 @@ def test_predictions(datamodule, pred: Sequence[int]) -> dict[str, list]:
     return prediction_record(datamodule.example_ids("test"), datamodule.labels("test"), pred)
 
 
-def record_metrics(record: Mapping[str, Sequence], num_classes: int | None = None, prefix: str = "test/") -> dict[str, float]:
+def record_metrics(
+    record: Mapping[str, Sequence], num_classes: int | None = None, prefix: str = "test/"
+) -> dict[str, float]:
     """Accuracy and macro-F1 of a prediction record (pooled over all its examples)."""
     target, (pred,), codes, n_units, c = _prepare(record["target"], [record["pred"]], None, num_classes)
     m = _metrics(_counts(target, pred, codes, n_units, c), np.ones(n_units))
@@ -191,8 +209,11 @@ def pair_records(
 
 
 def compare_to_baseline(
-    base: Sequence[Mapping[str, Sequence]], rows: Sequence[Mapping[str, Sequence]], num_classes: int | None = None,
-    n_boot: int = N_BOOT, seed: int = 0,
+    base: Sequence[Mapping[str, Sequence]],
+    rows: Sequence[Mapping[str, Sequence]],
+    num_classes: int | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The paired comparison the report prints: row − baseline in points for accuracy and
     macro-F1 with their paired 95 % intervals, McNemar's p, the number of pairs, and whether
@@ -204,8 +225,13 @@ def compare_to_baseline(
     target, pb, pr, ids = pair_records(base, rows)
     diff = paired_bootstrap(target, pb, pr, num_classes=num_classes, units=ids, n_boot=n_boot, seed=seed)
     test = mcnemar_exact(pb == target, pr == target)
-    out: dict[str, Any] = {"pairs": int(len(target)), "examples": int(len(np.unique(ids))), "p_mcnemar": test["p"],
-                           "base_only_correct": test["base_only"], "row_only_correct": test["row_only"]}
+    out: dict[str, Any] = {
+        "pairs": int(len(target)),
+        "examples": int(len(np.unique(ids))),
+        "p_mcnemar": test["p"],
+        "base_only_correct": test["base_only"],
+        "row_only_correct": test["row_only"],
+    }
     for m, name in (("acc", "acc"), ("f1_macro", "f1")):
         out[f"diff_{name}"] = 100 * diff[m]["diff"]
         out[f"diff_{name}_low"] = 100 * diff[m]["low"]
@@ -214,8 +240,9 @@ def compare_to_baseline(
     return out
 
 
-def record_interval(records: Sequence[Mapping[str, Sequence]], num_classes: int | None = None,
-                    n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
+def record_interval(
+    records: Sequence[Mapping[str, Sequence]], num_classes: int | None = None, n_boot: int = N_BOOT, seed: int = 0
+) -> dict[str, float]:
     """Pooled accuracy and macro-F1 (points) of one or more records (seeds) with 95 % bootstrap
     intervals, resampling by example id."""
     target = np.concatenate([np.asarray(r["target"]) for r in records])
@@ -245,14 +272,16 @@ def predict_texts(model, tokenizer, texts: list[str], max_length: int, batch_siz
     preds = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
+            enc = tokenizer(
+                texts[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             preds.append(model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu())
     return torch.cat(preds).tolist() if preds else []
 
 
-def evaluate_texts(model, tokenizer, texts: list[str], labels: list[int], max_length: int,
-                   batch_size: int = 64) -> dict[str, float]:
+def evaluate_texts(
+    model, tokenizer, texts: list[str], labels: list[int], max_length: int, batch_size: int = 64
+) -> dict[str, float]:
     """Accuracy and macro-F1 of ``model`` on raw texts through its own tokenizer: the re-test of
     a model whose tokenizer changed (vocabulary trimming), where the job's tokenised data no longer fits."""
     pred = predict_texts(model, tokenizer, texts, max_length, batch_size)

@@ -11,7 +11,7 @@ from blockprune.errors import ConfigError, DataError
 
 
 def frame(rows):
-    return pd.DataFrame([(t, l, i + 2) for i, (t, l) in enumerate(rows)], columns=["text", "label", "row"])
+    return pd.DataFrame([(t, lab, i + 2) for i, (t, lab) in enumerate(rows)], columns=["text", "label", "row"])
 
 
 COUNTS = {"A": 50, "B": 30, "C": 21, "D": 7}

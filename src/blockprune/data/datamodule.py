@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -152,14 +153,20 @@ class TextClassificationDataModule(LightningDataModule):
     # ----------------------------------------------------------------- config checks
     def _validate_args(self) -> None:
         if self.file and any(self.files.values()):
-            raise ConfigError("data.file and data.train_file/val_file/test_file are both set. Fix: set only one of them.")
+            raise ConfigError(
+                "data.file and data.train_file/val_file/test_file are both set. Fix: set only one of them."
+            )
         if not self.file and not (self.files["train"] and self.files["val"]):
             raise ConfigError(
                 "no data given. Fix: set data.file (split inside) or data.train_file and data.val_file "
                 "(data.test_file optional)."
             )
-        for key, value, low in (("max_length", self.max_length, 2), ("batch_size", self.batch_size, 1),
-                                ("eval_batch_size", self.eval_batch_size, 1), ("num_workers", self.num_workers, 0)):
+        for key, value, low in (
+            ("max_length", self.max_length, 2),
+            ("batch_size", self.batch_size, 1),
+            ("eval_batch_size", self.eval_batch_size, 1),
+            ("num_workers", self.num_workers, 0),
+        ):
             if value < low:
                 raise ConfigError(f"data.{key}: must be >= {low}, got {value}.")
         for key, value in self.limit.items():
@@ -174,7 +181,9 @@ class TextClassificationDataModule(LightningDataModule):
             )
         # remote specs ({url, sha256}) are checked here, before any network use
         self.remote = {
-            key: download.check_spec(f"data.{key}", value) for key, value in self._file_keys() if download.is_remote(value)
+            key: download.check_spec(f"data.{key}", value)
+            for key, value in self._file_keys()
+            if download.is_remote(value)
         }
 
     def _file_keys(self) -> list[tuple[str, Any]]:
@@ -322,7 +331,9 @@ class TextClassificationDataModule(LightningDataModule):
         splits, leakage = check_splits(splits, names, self.quality["cross_split_leakage"])
         for s in ("train", "val"):
             if splits[s].empty:
-                raise DataError(f"{names[s]}: no rows left for {s} (after leakage removal). Fix: add data or adjust data.split.")
+                raise DataError(
+                    f"{names[s]}: no rows left for {s} (after leakage removal). Fix: add data or adjust data.split."
+                )
         return splits, {k: r.to_dict() for k, r in reports.items()}, leakage, reports
 
     def _read_and_fold(
@@ -369,7 +380,9 @@ class TextClassificationDataModule(LightningDataModule):
             )
         label2id = {label: i for i, label in enumerate(labels)}
         frames = {s: self._limited(s, splits[s]) for s in SPLITS}
-        encoded, cache = load_or_encode(tok, {s: frames[s]["text"].tolist() for s in SPLITS}, self.max_length, self.cache_dir)
+        encoded, cache = load_or_encode(
+            tok, {s: frames[s]["text"].tolist() for s in SPLITS}, self.max_length, self.cache_dir
+        )
         self._datasets = {s: _Encoded(encoded[s], [label2id[x] for x in frames[s]["label"]]) for s in SPLITS}
         self._frames, self._label2id = frames, label2id
         self._report = {
@@ -386,7 +399,9 @@ class TextClassificationDataModule(LightningDataModule):
             "split_sizes_before_limit": {s: len(splits[s]) for s in SPLITS},
             "limit": self.limit or None,
             "label2id": label2id,
-            "label_counts": {s: {k: int(v) for k, v in sorted(frames[s]["label"].value_counts().items())} for s in SPLITS},
+            "label_counts": {
+                s: {k: int(v) for k, v in sorted(frames[s]["label"].value_counts().items())} for s in SPLITS
+            },
             "leakage": leakage,
             "tokens": {s: length_stats(encoded[s]["full_lengths"], self.max_length) for s in SPLITS},
             "cache": cache,
@@ -396,7 +411,9 @@ class TextClassificationDataModule(LightningDataModule):
             log.info("data quality: %s", r.summary())
         log.info(
             "data splits: %s; %d labels; leakage %s; tokens p95 %s, truncated %s",
-            self._report["split_sizes"], len(label2id), leakage or "none",
+            self._report["split_sizes"],
+            len(label2id),
+            leakage or "none",
             {s: t.get("p95") for s, t in self._report["tokens"].items()},
             {s: t.get("truncated_fraction") for s, t in self._report["tokens"].items()},
         )
@@ -409,8 +426,11 @@ class TextClassificationDataModule(LightningDataModule):
 def _eval_sampler(dataset: Any) -> Any:
     """Under DDP, each rank evaluates its own share and no example twice: Lightning's default
     sampler pads the last shares with repeated examples, which would shift test metrics."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()
-            and torch.distributed.get_world_size() > 1):
+    if not (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
         return None
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 

@@ -8,7 +8,7 @@ label can be predicted, so splitting groups rows by text and the checks enforce 
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,9 @@ def _allocate(n: int, fractions: list[float]) -> list[int]:
 def _text_groups(df: pd.DataFrame) -> pd.DataFrame:
     """One row per distinct text with its label: the most frequent (only differs if conflicting labels were kept)."""
     return (
-        df.groupby(["text", "label"]).size().reset_index(name="n")
+        df.groupby(["text", "label"])
+        .size()
+        .reset_index(name="n")
         .sort_values(["text", "n", "label"], ascending=[True, False, True])
         .drop_duplicates("text")
     )
@@ -115,7 +117,9 @@ def assign_folds(df: pd.DataFrame, folds: int, seed: int = 42, source: str = "da
         raise ConfigError(f"data.cv_folds: must be an integer >= 2 (or null for no cross-validation), got {folds!r}.")
     groups = _text_groups(df)
     if len(groups) < folds:
-        raise DataError(f"{source}: {len(groups)} distinct text(s), fewer than data.cv_folds={folds}. Fix: lower data.cv_folds.")
+        raise DataError(
+            f"{source}: {len(groups)} distinct text(s), fewer than data.cv_folds={folds}. Fix: lower data.cv_folds."
+        )
     rng = np.random.default_rng(seed)
     fold_of: dict[str, int] = {}
     start = 0
@@ -151,8 +155,12 @@ def cv_split(
             f"{source}: label {label!r} has too few distinct texts outside CV fold {fold} (needs 2: train and "
             f"validation). Fix: lower data.cv_folds, add examples of {label!r}, or drop that label."
         )
-    parts = split_records(rest.assign(_order=np.arange(len(rest))), (1 - val_fraction, val_fraction, 0.0), seed,
-                          source=f"{source} (CV fold {fold})")
+    parts = split_records(
+        rest.assign(_order=np.arange(len(rest))),
+        (1 - val_fraction, val_fraction, 0.0),
+        seed,
+        source=f"{source} (CV fold {fold})",
+    )
     out = {s: df.loc[rest.index[parts[s]["_order"].to_numpy()]] for s in ("train", "val")}
     out["test"] = test
     return {s: out[s].sort_index().reset_index(drop=True) for s in SPLITS}
