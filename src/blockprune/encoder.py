@@ -18,6 +18,10 @@ BERT-like, DistilBERT and ModernBERT reshape with ``(..., -1, head_size)``, so t
 decides; DeBERTa-v2/v3 reshapes with ``self.num_attention_heads``, which must be updated,
 and its position projections (``pos_key_proj``/``pos_query_proj``) have one row block per
 head too. Each family lists those attributes.
+
+Not supported (``find_encoder_layers`` says so, naming the model class): ALBERT (one layer
+reused at every depth), MPNet (one relative-position bias for all heads, computed outside the
+layers), DeBERTa v1 (Q/K/V interleaved per head in one ``in_proj``).
 """
 
 from __future__ import annotations
@@ -338,8 +342,8 @@ def find_encoder_layers(model: nn.Module) -> list[EncoderLayer]:
     if not layers:
         raise BlockpruneError(
             f"{type(model).__name__} has no encoder layers blockprune can prune (no BERT-shaped encoder layers of a "
-            f"supported family). Supported: {supported_families()}. ALBERT (shared layers), MPNet and other "
-            "families are not supported yet."
+            f"supported family). Supported: {supported_families()}. Not supported yet: ALBERT (one layer shared by "
+            "all depths), MPNet, DeBERTa v1 and other families."
         )
     return layers
 

@@ -64,6 +64,10 @@ def patch_encoder(model: nn.Module, block_shape: tuple[int, int] | None, binariz
     feed-forward pair gets one score per intermediate neuron, shared between the rows of the
     first linear and the columns of the second so that a neuron is kept or removed as a whole.
     Embeddings, pooler and classifier stay dense. Idempotent.
+
+    A fused QKV weight (ModernBERT) is one matrix: in block mode top-k ranks its blocks
+    together; in head mode its Q, K and V rows of a head share the head's score. A gated FFN's
+    input and gate rows of a neuron share the neuron's score.
     """
     if masked_layers(model):
         return masked_layers(model)
