@@ -186,3 +186,12 @@ def test_tiny_study_with_cv_and_two_seeds_reports_paired_intervals(tmp_path):
     assert row["acc_low"] <= row["accuracy"] <= row["acc_high"] and row["accuracy_std"] >= 0
     md = (out / "table1.md").read_text()
     assert md.count("\n| ") == 2 and " ± " in md and "McNemar p" in md and "lower bound is at least -0.5" in md
+
+
+@pytest.mark.parametrize("folds", [1, "5", 2.5])
+def test_bad_fold_count_is_a_config_error_before_any_fit(tmp_path, folds):
+    from blockprune.crossval import cross_validate
+
+    cfg = make_cfg(tmp_path, [f"data.cv_folds={folds!r}" if isinstance(folds, str) else f"data.cv_folds={folds}"])
+    with pytest.raises(ConfigError, match="data.cv_folds: must be an integer >= 2"):
+        cross_validate(cfg, fit=lambda c: pytest.fail("no fit may run"))

@@ -155,8 +155,11 @@ def pooled_results(cfg: DictConfig, folds: list[dict[str, Any]], wall_time_s: fl
 def cross_validate(cfg: DictConfig, fit: Callable[[DictConfig], dict[str, Any]]) -> dict[str, Any]:
     """Run ``fit`` (one fit of the job's story) on every fold, then write the pooled results.json."""
     start = time.time()
+    count = cfg.data.cv_folds
+    if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+        raise ConfigError(f"data.cv_folds: must be an integer >= 2 (or null for no cross-validation), got {count!r}.")
     folds = []
-    for k in range(int(cfg.data.cv_folds)):
+    for k in range(count):
         log.info("cross-validation: fold %d of %d", k + 1, cfg.data.cv_folds)
         folds.append(fit(fold_config(cfg, k)))
         if "wandb" in sys.modules:  # one W&B run per fold
