@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 
 from blockprune import hub
 from blockprune.config import entry_script
-from blockprune.errors import ConfigError
+from blockprune.errors import BlockpruneError, ConfigError
 from blockprune.evaluation import record_interval
 from helpers.jobs import TINY_CLI, make_cfg
 
@@ -89,6 +89,23 @@ def test_push_without_a_repo_id_or_token_is_refused_before_training(tmp_path, mo
         hub.check_push(make_cfg(tmp_path, ["hub.push=true", "hub.repo_id=me/tiny"]))
 
 
+def test_push_to_an_unreachable_hub_is_refused_before_training_with_the_upload_command(tmp_path, monkeypatch):
+    from blockprune import models
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    models._hub_unreachable.cache_clear()
+    try:
+        with pytest.raises(BlockpruneError) as err:
+            hub.check_push(make_cfg(tmp_path, ["hub.push=true", "hub.repo_id=me/tiny-mr"]))
+    finally:
+        models._hub_unreachable.cache_clear()
+    assert "cannot be reached" in str(err.value) and "hf upload me/tiny-mr" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+@pytest.mark.slow
 def test_push_offline_fails_fast_with_the_fix_and_never_shows_the_token(tmp_path):
     """A real job with hub.push=true and an unreachable hub: exit 1 before training, the upload command to run later."""
     env = {**os.environ, "HF_TOKEN": SECRET, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
