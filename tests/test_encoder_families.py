@@ -279,3 +279,32 @@ def test_fill_heads_gives_kept_heads_their_dense_rows_back(family):
     rows = torch.cat([torch.arange(h * 16, (h + 1) * 16) for h in kept])
     assert torch.equal(layer.linear(role).weight[: len(kept) * 16], dense_q[rows])
     assert (layer.linear(role).weight != 0).all()  # the masked blocks of kept heads came back
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v3", "modernbert"])
+def test_a_pruning_job_runs_end_to_end(family, e5_dir, tmp_path):
+    """A user's job on a small model of the family: train with head pruning, compact, save, reload."""
+    from transformers import AutoTokenizer
+
+    from blockprune.main import train
+    from helpers.jobs import make_cfg
+
+    tok = AutoTokenizer.from_pretrained(e5_dir)
+    config = CONFIGS[family]()
+    config.vocab_size, config.pad_token_id = len(tok), tok.pad_token_id
+    for key in ("bos_token_id", "cls_token_id"):
+        setattr(config, key, tok.cls_token_id)
+    for key in ("eos_token_id", "sep_token_id"):
+        setattr(config, key, tok.sep_token_id)
+    config.max_position_embeddings = 512
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    overrides = ["model=e5_small_mr", f"model.tokenizer={tmp_path / 'model'}", "prune=block", "prune.sparsity=0.5"]
+    results = train(make_cfg(tmp_path / "run", [*overrides, "prune.attention_block=head", "vocab.trim=true"]))
+    assert results["status"] == "completed"
+    assert results["compaction"]["heads_left"] == results["compaction"]["heads_total"] // 2
+    assert results["compaction"]["max_abs_logit_diff"] <= 1e-4
+    loaded = load_model(results["model_dir"])
+    assert [x["heads"] for x in encoder_layout(loaded)] == [HEADS // 2] * len(find_encoder_layers(loaded))
