@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("onnxruntime")
 from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
 
-from blockprune.benchmark import benchmark_models  # noqa: E402
-from blockprune.export import OnnxRuntimeClassifier, check_onnx, export_onnx  # noqa: E402
+from blockprune.bench import benchmark_models  # noqa: E402
+from blockprune.deploy.onnx_export import OnnxRuntimeClassifier, check_onnx, export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
