@@ -149,3 +149,47 @@ def test_deploy_section_of_a_tiny_pruned_job(tmp_path):
     assert (model_dir / "model_quantized.onnx").is_file() and read_manifest(model_dir)["fastest"] == section["fastest"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["deploy"]["fastest"] == section["fastest"]
+
+
+def test_bench_cells_for_each_runtime():
+    from blockprune.bench import benchmark_models
+
+    dense = tiny_classifier()
+    result = benchmark_models(
+        {"dense": dense, "50%": compacted(dense)}, runtimes=["onnx", "onnx-int8"], dtypes=["float32", "bfloat16"],
+        cells=[(1, None), (32, None)], typical_seq_len=12, warmup=1, repeats=2, progress=False,
+    )
+    names = ["dense", "dense (onnx)", "dense (onnx-int8)", "50%", "50% (onnx)", "50% (onnx-int8)"]
+    assert list(result["models"]) == names
+    for cell in result["cells"]:
+        assert (cell["batch"], cell["seq_len"]) in ((1, 12), (32, 12))
+        res = cell["results"]
+        torch_ok = {n for n in names if "(" not in n}
+        assert all(res[n]["status"] == "ok" and res[n]["median_ms"] > 0 for n in torch_ok)  # torch fp32 and bf16
+        for n in set(names) - torch_ok:  # onnxruntime: float32 graphs (int8 inside), skipped in the bfloat16 cells
+            assert res[n]["status"] == ("ok" if cell["dtype"] == "float32" else "skipped")
+
+
+def test_study_table_shows_the_best_deployed_runtime(tmp_path):
+    from blockprune.report import build_table, to_markdown
+
+    def job(name, sparsity, deploy=None):
+        params = {"total": 4e6 * (1 - sparsity / 2), "encoder": 1e6, "word_embeddings": 3e6}
+        results = {
+            "status": "completed", "config": {"prune": {"sparsity": sparsity}, "seed": 1},
+            "metrics": {"test/acc": 0.8, "test/f1_macro": 0.7}, "params": params, "flops_per_token": 1e6 * (1 - sparsity),
+            "dense": {"params": {"total": 4e6}, "flops_per_token": 1e6}, "speed": {"speedup": 1.0 + sparsity},
+        }
+        if deploy:
+            results["deploy"] = deploy
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+
+    job("base", 0.0)
+    job("half", 0.5, {"fastest": "onnx-int8", "best": {"runtime": "onnx-int8", "speedup": 3.71, "accuracy": 0.7912}})
+    table = build_table([tmp_path]).set_index("row")
+    assert table.loc["50% pruning", "deployed_runtime"] == "onnx-int8"
+    assert table.loc["50% pruning", "deployed_speedup"] == pytest.approx(3.71)
+    assert table.loc["50% pruning", "deployed_accuracy"] == pytest.approx(79.12)
+    markdown = to_markdown(build_table([tmp_path]))
+    assert "onnx-int8 3.71x 79.12" in markdown and "deployed: runtime, speed-up, accuracy" in markdown

@@ -37,7 +37,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = benchmark_models(
         models, batch_sizes=args.batch_sizes, seq_lens=[None if s == 0 else s for s in args.seq_lens],
         typical_seq_len=args.typical_seq_len, device=args.device, dtypes=args.dtypes, warmup=args.warmup,
-        repeats=args.repeats, threads=args.threads, onnxruntime=args.onnx,
+        repeats=args.repeats, threads=args.threads, onnxruntime=args.onnx, runtimes=args.runtimes,
     )
     markdown = to_markdown(result)
     print(markdown)
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int)
     p.add_argument("--onnx", action="store_true", help="also time ONNX exports in onnxruntime (CPU)")
+    p.add_argument("--runtimes", nargs="+", default=[], help="also time the serving runtimes onnx, onnx-int8 (CPU)")
     p.add_argument("--out", help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)
 

@@ -37,6 +37,7 @@ from blockprune.bench.dtypes import dtype_skip_reason, normalise_dtype
 from blockprune.bench.environment import environment
 from blockprune.bench.model_info import max_positions, model_info, vocab_size
 from blockprune.bench.runners import onnxruntime_entries, prepare_all, release_all
+from blockprune.bench.runtimes import runtime_entries
 from blockprune.bench.timing import num_threads
 from blockprune.errors import BlockpruneError, ConfigError
 
@@ -62,6 +63,7 @@ def benchmark_models(
     cell_time_budget_s: float | None = None,
     min_repeats: int = 3,
     onnxruntime: bool | Sequence[str] = False,
+    runtimes: Sequence[str] = (),
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time ``models`` (the first is the baseline) over a grid of (dtype, batch, seq_len) cells.
@@ -74,7 +76,8 @@ def benchmark_models(
     CPU, float16 skipped on CPU with a note). ``threads`` sets ``torch.set_num_threads`` for
     the run (restored afterwards). ``onnxruntime=True`` (or a list of model names) also exports
     those models to ONNX and times them with onnxruntime (CPU, float32 only) as
-    ``"<name> (onnxruntime)"``.
+    ``"<name> (onnxruntime)"``. ``runtimes`` (``onnx``, ``onnx-int8``) adds each PyTorch model
+    as exported for serving, ``"<name> (onnx-int8)"`` (:mod:`~blockprune.bench.runtimes`; CPU).
 
     Returns a JSON-ready dict: ``environment``, ``settings``, ``baseline``, ``models`` (params,
     layout, FLOPs/token per seq_len), ``cells`` (per cell: status, note, repeats and per model:
@@ -105,6 +108,8 @@ def benchmark_models(
         models = dict(models)
         if onnxruntime:
             models = onnxruntime_entries(models, onnxruntime, dev, stack, notes)
+        if runtimes and dev.type == "cpu":
+            models = runtime_entries(models, runtimes, stack)
         names = list(models)
         baseline = names[0]
         info = model_info(models, sorted({c["seq_len"] for c in grid}))
