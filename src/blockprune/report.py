@@ -27,7 +27,7 @@ INTERVAL_COLUMNS = [
 COLUMNS = [
     "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "embedding_params_M",
     "heldout_unk_pct", "speedup", "analytic_speedup",
-    "latency_ms", "accuracy", "macro_f1", *INTERVAL_COLUMNS, "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
+    "latency_ms", "deployed_runtime", "deployed_speedup", "deployed_accuracy", "accuracy", "macro_f1", *INTERVAL_COLUMNS, "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
 ]
 
 
@@ -75,6 +75,10 @@ def job_row(job: Path) -> dict[str, Any]:
         speedup=speed.get("speedup", 1.0 if not r.get("pruning") else None),  # the dense model is the 1.0 reference
         analytic_speedup=r["dense"]["flops_per_token"] / r["flops_per_token"],
         latency_ms=speed.get("latency_ms"),
+        # fastest verified runtime of the job's deploy section (blockprune.deploy), over dense PyTorch fp32
+        deployed_runtime=(r.get("deploy") or {}).get("best", {}).get("runtime"),
+        deployed_speedup=(r.get("deploy") or {}).get("best", {}).get("speedup"),
+        deployed_accuracy=_percent((r.get("deploy") or {}).get("best", {}).get("accuracy")),
         accuracy=100 * metrics["test/acc"],
         macro_f1=100 * metrics["test/f1_macro"],
         energy_kwh=sum(e for e in energy if e is not None) if any(e is not None for e in energy) else None,
@@ -148,14 +152,14 @@ def _pct(name: str) -> float:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "accuracy", "macro-F1",
+    headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "deployed: runtime, speed-up, accuracy", "accuracy", "macro-F1",
                "accuracy 95 % CI", "Δ accuracy vs baseline [paired 95 % CI]", "McNemar p", "no loss",
                "encoder (M)", "embeddings (M)", "vocab", "held-out UNK", "energy (kWh)", "CO2 (kg)", "status"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, r in table.iterrows():
         cells = [
             r["row"], _f(r["params_M"], ".2f"), _f(r["reduction_pct"], ".1f", "%"), _f(r["speedup"], ".2f", "x"),
-            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _pm(r, "accuracy"),
+            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _deployed(r), _pm(r, "accuracy"),
             _pm(r, "macro_f1"), _ci(r["acc_low"], r["acc_high"]), _diff(r), _f(r["p_mcnemar"], ".3g"),
             {True: "yes", False: "no"}.get(r["no_loss"], "—"), _f(r["encoder_params_M"], ".2f"), _f(r["embedding_params_M"], ".2f"),
             _f(r["vocab_size"], ".0f"), _f(r["heldout_unk_pct"], ".2f", "%"),
@@ -166,6 +170,17 @@ def to_markdown(table: pd.DataFrame) -> str:
                  f"bootstrap, McNemar's exact p). No loss: the paired interval's lower bound is at least "
                  f"{NO_LOSS_POINTS} points.")
     return "\n".join(lines) + "\n"
+
+
+def _percent(x: Any) -> float | None:
+    return None if x is None else 100 * x
+
+
+def _deployed(r: pd.Series) -> str:
+    """The best deployed runtime, its speed-up over the dense model in PyTorch fp32, its accuracy."""
+    if not isinstance(r.get("deployed_runtime"), str):
+        return "—"
+    return f"{r['deployed_runtime']} {_f(r['deployed_speedup'], '.2f', 'x')} {_f(r['deployed_accuracy'], '.2f')}"
 
 
 def _pm(r: pd.Series, col: str) -> str:
