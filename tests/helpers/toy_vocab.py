@@ -37,6 +37,18 @@ CORPUS = SENTENCES[:12]
 HELDOUT = SENTENCES[12:] + ["Minister debates unseen roads!"]
 
 
+# the special-token roles of RoBERTa-style tokenizers (byte-level BPE, Unigram / SentencePiece)
+_ROBERTA_SPECIALS = dict(
+    bos_token="<s>",
+    eos_token="</s>",
+    sep_token="</s>",
+    cls_token="<s>",
+    unk_token="<unk>",
+    pad_token="<pad>",
+    mask_token="<mask>",
+)
+
+
 def _hf(backend: Tokenizer, **special) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=64, **special)
 
@@ -67,16 +79,7 @@ def byte_bpe_tokenizer() -> PreTrainedTokenizerFast:
     )
     tok.train_from_iterator(SENTENCES, trainer)
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), add_prefix_space=False)
-    return _hf(
-        tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-    )
+    return _hf(tok, **_ROBERTA_SPECIALS)
 
 
 def plain_bpe_tokenizer() -> PreTrainedTokenizerFast:
@@ -109,16 +112,7 @@ def unigram_tokenizer(byte_fallback: bool = False) -> PreTrainedTokenizerFast:
     tok = Tokenizer.from_str(json.dumps(data))
     tok.add_special_tokens(["<mask>"])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    return _hf(
-        tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-    )
+    return _hf(tok, **_ROBERTA_SPECIALS)
 
 
 def tiny_bert(tokenizer, cls=BertForSequenceClassification, **kw):

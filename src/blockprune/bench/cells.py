@@ -7,6 +7,7 @@ of memory) is skipped with a note saying which limit to raise; the run goes on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,38 +42,45 @@ def skipped_cell(dev, dtype, cell, note) -> dict[str, Any]:
     return {"device": str(dev), "dtype": dtype, **cell, "status": "skipped", "note": note, "repeats": 0, "results": {}}
 
 
+@dataclass(frozen=True)
+class CellPlan:
+    """What every cell of one benchmark run shares: the models' names and shapes, limits and repeats."""
+
+    names: list[str]  # the first is the baseline
+    info: dict[str, Any]  # model_info: FLOPs per token, parameters
+    dev: torch.device
+    vocab: int  # input ids are drawn from [1, vocab)
+    max_len: int | None  # the models' maximum input length
+    max_tokens: int
+    budget: float  # seconds per cell
+    warmup: int
+    repeats: int
+    min_repeats: int
+    seed: int
+
+    @property
+    def baseline(self) -> str:
+        return self.names[0]
+
+
 def run_cell(
-    ready: Mapping[str, Ready],
-    per_model_skip,
-    baseline,
-    names,
-    info,
-    cell,
-    dev,
-    dtype,
-    *,
-    vocab,
-    max_len,
-    max_tokens,
-    budget,
-    warmup,
-    repeats,
-    min_repeats,
-    seed,
+    plan: CellPlan, ready: Mapping[str, Ready], per_model_skip: Mapping[str, str], cell, dtype
 ) -> dict[str, Any]:
     """Warm up, fit the repeats to the time budget, time round-robin, and compare with the baseline."""
     batch, seq = cell["batch"], cell["seq_len"]
-    if max_len is not None and seq > max_len:
-        return skipped_cell(dev, dtype, cell, f"seq_len {seq} > the models' maximum input length {max_len}.")
-    if batch * seq > max_tokens:
+    dev, names, budget = plan.dev, plan.names, plan.budget
+    warmup, repeats, min_repeats = plan.warmup, plan.repeats, plan.min_repeats
+    if plan.max_len is not None and seq > plan.max_len:
+        return skipped_cell(dev, dtype, cell, f"seq_len {seq} > the models' maximum input length {plan.max_len}.")
+    if batch * seq > plan.max_tokens:
         return skipped_cell(
             dev,
             dtype,
             cell,
-            f"batch x seq_len = {batch * seq} tokens > max_tokens={max_tokens} (raise max_tokens to run it).",
+            f"batch x seq_len = {batch * seq} tokens > max_tokens={plan.max_tokens} (raise max_tokens to run it).",
         )
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab, (batch, seq), generator=gen).to(dev)
+    gen = torch.Generator().manual_seed(plan.seed)
+    ids = torch.randint(1, plan.vocab, (batch, seq), generator=gen).to(dev)
     mask = torch.ones_like(ids)
     on_gpu = dev.type == "cuda"
     active = [n for n in names if n in ready]
@@ -125,16 +133,17 @@ def run_cell(
         "status": "ok",
         "note": " ".join(notes) or None,
         "repeats": len(next(iter(times.values()))) if times else 0,
-        "results": _compare(times, per_model_skip, baseline, names, info, batch, seq, peak_mb),
+        "results": _compare(plan, times, per_model_skip, batch, seq, peak_mb),
     }
 
 
-def _compare(times, per_model_skip, baseline, names, info, batch, seq, peak_mb) -> dict[str, Any]:
+def _compare(plan: CellPlan, times, per_model_skip, batch, seq, peak_mb) -> dict[str, Any]:
     """Per model: statistics, throughput, speed-up over the baseline, and the analytic speed-up."""
+    baseline, info = plan.baseline, plan.info
     results: dict[str, Any] = {}
     base_stats = stats_ms(times[baseline]) if baseline in times else None
     base_flops = flops_at(info, baseline, seq)
-    for name in names:
+    for name in plan.names:
         if name not in times:
             results[name] = {"status": "skipped", "note": per_model_skip.get(name)}
             continue

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from blockprune.bench.cells import resolve_cells, run_cell, skipped_cell
+from blockprune.bench.cells import CellPlan, resolve_cells, run_cell, skipped_cell
 from blockprune.bench.dtypes import dtype_skip_reason, normalise_dtype
 from blockprune.bench.environment import environment
 from blockprune.bench.model_info import max_positions, model_info, vocab_size
@@ -117,6 +117,7 @@ def benchmark_models(
         if vocab is None:
             raise BlockpruneError("Cannot tell the vocabulary size of any model; benchmark needs a transformers model.")
         max_len = min((v for v in (max_positions(m) for m in models.values()) if v), default=None)
+        plan = CellPlan(names, info, dev, vocab, max_len, max_tokens, budget, warmup, repeats, min_repeats, seed)
 
         result: dict[str, Any] = {
             "schema": SCHEMA,
@@ -163,26 +164,7 @@ def benchmark_models(
             try:
                 for cell in grid:
                     bar.set_postfix_str(f"{dtype} b={cell['batch']} n={cell['seq_len']}")
-                    result["cells"].append(
-                        run_cell(
-                            ready,
-                            per_model_skip,
-                            baseline,
-                            names,
-                            info,
-                            cell,
-                            dev,
-                            dtype,
-                            vocab=vocab,
-                            max_len=max_len,
-                            max_tokens=max_tokens,
-                            budget=budget,
-                            warmup=warmup,
-                            repeats=repeats,
-                            min_repeats=min_repeats,
-                            seed=seed,
-                        )
-                    )
+                    result["cells"].append(run_cell(plan, ready, per_model_skip, cell, dtype))
                     bar.update(1)
             finally:
                 release_all(ready, dev)
