@@ -158,3 +158,17 @@ def test_parallel_jobs_wait_on_the_lock_instead_of_each_training_a_teacher(tmp_p
     _check_sweep(tmp_path, proc, jobs=2)
     log = proc.stdout + proc.stderr
     assert "teacher: another job fine-tuned it meanwhile" in log, log[-4000:]
+
+
+@pytest.mark.slow
+def test_a_cross_validated_job_gets_a_cross_validated_teacher_fold_by_fold(tmp_path):
+    """With data.cv_folds the teacher is a CV job too; fold k starts from (and distils from) its fold k."""
+    proc = _sweep(tmp_path, ["data.cv_folds=2", "~data.limit.test", "prune.sparsity=0.5", "distill=on"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (teacher,) = [p for p in (tmp_path / "cache" / "teachers").iterdir() if p.is_dir()]
+    job = tmp_path / "sweep" / "0"
+    for k in (0, 1):
+        fold = json.loads((job / f"fold_{k}" / "results.json").read_text())
+        assert fold["config"]["init_from"] == str(teacher / f"fold_{k}" / "model")
+        assert fold["config"]["distill"]["teacher"] == str(teacher / f"fold_{k}" / "model")
+    assert json.loads((job / "results.json").read_text())["status"] == "completed"

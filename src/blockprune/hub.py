@@ -151,8 +151,9 @@ def _where(value: Any) -> str:
     if _looks_like_hub_id(value):
         return str(value)
     path = Path(str(value))
-    if path.name == "model" and path.parent.parent.name == "teachers":
-        return f"the dense model fine-tuned on the same data and settings (blockprune teacher {path.parent.name})"
+    if "teachers" in path.parts[-4:-1]:
+        key = path.parts[path.parts.index("teachers", len(path.parts) - 4) + 1]
+        return f"the dense model fine-tuned on the same data and settings (blockprune teacher {key})"
     return f"{path.parent.name + '/' if path.name == 'model' else ''}{path.name} (a local folder)"
 
 

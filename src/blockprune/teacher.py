@@ -192,13 +192,16 @@ def teacher_command(teacher_dir: Path) -> list[str]:
 
 
 def finished_teacher(teacher_dir: Path, key: str) -> Path | None:
-    """The saved model of a completed teacher job in ``teacher_dir`` whose settings hash to ``key``."""
+    """The saved model of a completed teacher job in ``teacher_dir`` whose settings hash to ``key``:
+    its ``model/`` folder, or for a cross-validation job (``data.cv_folds``) the job folder itself,
+    whose ``fold_k/model`` each fold starts from (``crossval.fold_init``)."""
     results = teacher_dir / "results.json"
     if not results.is_file():
         return None
     done = json.loads(results.read_text(encoding="utf-8"))
     model = Path(done.get("model_dir") or teacher_dir / "model")
-    if done.get("status") != "completed" or not (model / "config.json").is_file():
+    saved = (model / "config.json").is_file() or (model / "fold_0" / "model" / "config.json").is_file()
+    if done.get("status") != "completed" or not saved:
         return None
     if teacher_key(teacher_spec(done.get("config") or {})) != key:
         raise BlockpruneError(
@@ -209,7 +212,8 @@ def finished_teacher(teacher_dir: Path, key: str) -> Path | None:
 
 
 def _describe(model: Path) -> str:
-    metrics = json.loads((model.parent / "results.json").read_text(encoding="utf-8")).get("metrics", {})
+    results = model / "results.json" if (model / "results.json").is_file() else model.parent / "results.json"
+    metrics = json.loads(results.read_text(encoding="utf-8")).get("metrics", {})
     parts = [f"{k} {metrics[k]:.4f}" for k in ("val/acc", "test/acc") if isinstance(metrics.get(k), (int, float))]
     return f"{model}" + (f" ({', '.join(parts)})" if parts else "")
 
@@ -247,6 +251,10 @@ def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
     if not needs_teacher(cfg):
         return None
     from filelock import FileLock, Timeout
+
+    from blockprune.validation import check_config
+
+    check_config(cfg)  # a bad setting fails now, not after the teacher's fine-tuning
 
     key = teacher_key(teacher_spec(cfg))
     teacher_dir = Path(str(cfg.teacher.cache_dir)).expanduser() / key
