@@ -28,7 +28,8 @@ def test_secret_key_names_are_masked(key):
     assert SECRET not in redact(f"{key}={SECRET}") and SECRET not in redact_text(f"'{key}': '{SECRET}'")
 
 
-@pytest.mark.parametrize("key", ["tokenizer", "unk_token", "pad_token", "author", "num_tokens", "passes", "task_name"])
+@pytest.mark.parametrize("key", ["tokenizer", "unk_token", "pad_token", "author", "num_tokens", "passes", "task_name",
+                                 "flops_per_token"])
 def test_ordinary_key_names_are_kept(key):
     assert not is_secret_key(key)
     assert redact({key: "value"}) == {key: "value"}
@@ -80,3 +81,10 @@ def test_log_records_are_masked():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "downloading %s", ("https://h.org/x.csv?token=abc",), None)
     RedactingFilter().filter(record)
     assert record.getMessage() == "downloading https://h.org/x.csv?***"
+
+
+def test_counts_in_results_are_kept():
+    results = {"flops_per_token": 43190000, "dense": {"flops_per_token": 1.5e7}, "tokens": {"train": {"max": 64}},
+               "hub_token": 1234}
+    assert redact(results) == {**results, "hub_token": 1234}  # a number under *token is a count
+    assert redact({"password": 1234}) == {"password": MASK}

@@ -41,7 +41,11 @@ _WORDS = (r"token|api_?key|access_?key|secret(?:_?key)?|password|passwd|pwd|pass
 #: The last word(s) of a normalised key (camelCase and ``.-/`` turned into ``_``, lower case).
 _SECRET_KEY = re.compile(rf"(?:^|_)(?:{_WORDS})$")
 #: Special tokens of a tokenizer: names, not secrets.
-_NOT_SECRET_KEY = re.compile(r"(?:^|_)(?:unk|pad|cls|sep|mask|bos|eos)_token$|(?:^|_)(?:max|num|n)_tokens?$")
+_NOT_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:unk|pad|cls|sep|mask|bos|eos)_token$|(?:^|_)(?:max|min|num|n|per|total|mean)_tokens?$"
+)
+#: A number under a ``*token`` key is a count (``flops_per_token``), not a token.
+_TOKEN_WORD = re.compile(r"token$")
 #: Keys whose 40-hex values are commit ids or digests, not keys.
 _DIGEST_KEY = re.compile(r"commit|sha\d*|hash|revision|digest|fingerprint|checksum", re.IGNORECASE)
 _KEY_CHARS = r"[A-Za-z][\w.\-/]*"
@@ -102,12 +106,14 @@ def _is_value(value: Any) -> bool:
     return value not in (None, "") and not (isinstance(value, str) and value.startswith("${"))
 
 
-def _mask_all(value: Any) -> Any:
+def _mask_all(value: Any, key: str = "") -> Any:
     """Every leaf under a secret key (``creds: {user: .., key: ..}``), interpolations kept."""
     if isinstance(value, dict):
         return {k: _mask_all(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_mask_all(v) for v in value)
+    if isinstance(value, (int, float)) and _TOKEN_WORD.search(_normal(key)):
+        return value
     return MASK if _is_value(value) else value
 
 
@@ -118,7 +124,7 @@ def redact(obj: Any, key: Any = None) -> Any:
     from, not the secret. A string that parses as a Hydra override is redacted as one.
     """
     if isinstance(obj, dict):
-        return {k: (_mask_all(v) if is_secret_key(k) else redact(v, k)) for k, v in obj.items()}
+        return {k: (_mask_all(v, k) if is_secret_key(k) else redact(v, k)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(redact(v, key) for v in obj)
     if isinstance(obj, str):
@@ -284,28 +290,36 @@ def env_indirect_override(text: str) -> str:
     return prefix + (clean if isinstance(clean, str) else _render(clean))
 
 
-def _mask_config_in_place(node: Any) -> None:
+def _mask_config_in_place(node: Any, under_secret: bool = False) -> None:
     """Mask the composed config's secret values (the jobs recompose theirs from the overrides)."""
     if isinstance(node, DictConfig):
         for k in list(node.keys()):
             if k == "hydra":
                 continue
-            v = node._get_node(k)
-            if isinstance(v, (DictConfig, ListConfig)):
-                _mask_config_in_place(v)
+            secret = under_secret or is_secret_key(k)
+            child = node._get_node(k)
+            if isinstance(child, (DictConfig, ListConfig)):
+                _mask_config_in_place(child, secret)
                 continue
-            raw = v._value() if hasattr(v, "_value") else None
+            raw = child._value() if hasattr(child, "_value") else None
             if isinstance(raw, str) and raw.startswith("${"):
                 continue
-            if (is_secret_key(k) and _is_value(raw)) or (isinstance(raw, str) and redact(raw, k) != raw):
+            clean = MASK if secret and _is_value(raw) else redact(raw, k) if isinstance(raw, str) else raw
+            if clean != raw:
                 with open_dict(node):
-                    node[k] = MASK if is_secret_key(k) else redact(raw, k)
+                    node[k] = clean
     elif isinstance(node, ListConfig):
         for i in range(len(node)):
-            if isinstance(node[i], (DictConfig, ListConfig)):
-                _mask_config_in_place(node[i])
-            elif isinstance(node[i], str) and redact(node[i]) != node[i]:
-                node[i] = redact(node[i])
+            child = node._get_node(i)
+            if isinstance(child, (DictConfig, ListConfig)):
+                _mask_config_in_place(child, under_secret)
+                continue
+            raw = child._value() if hasattr(child, "_value") else None
+            if isinstance(raw, str) and raw.startswith("${"):
+                continue
+            clean = MASK if under_secret and _is_value(raw) else redact(raw) if isinstance(raw, str) else raw
+            if clean != raw:
+                node[i] = clean
 
 
 class RedactHydraOutputs(Callback):
