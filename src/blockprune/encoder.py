@@ -242,7 +242,7 @@ class EncoderLayer:
         ffn_rows = int(self.linear("ffn_in").weight.shape[0])
         if widths != want or a % self.head_dim or ffn_rows != (2 * f if self.gated else f):
             raise BlockpruneError(
-                f"Encoder layer {index} ({self.family.name}) is inconsistent: attention output widths {widths}, "
+                f"Encoder layer {index} ({self.family.name}) is inconsistent: Q/K/V output widths {widths}, "
                 f"O takes {a} (head size {self.head_dim}); {self.family.ffn_in} has {ffn_rows} outputs, "
                 f"{self.family.ffn_out} takes {f}. The model was compacted incorrectly."
             )
