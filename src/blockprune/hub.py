@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.redact import redact_text
 
 log = logging.getLogger("blockprune")
 
@@ -326,7 +327,8 @@ def publish(results: dict[str, Any], cfg: DictConfig | dict | None = None) -> di
     if not model_dir or not hub.get("card", True):
         return {}
     card = Path(model_dir) / "README.md"
-    card.write_text(card_text(results, hub, hub.get("repo_id") if hub.get("push") else None), encoding="utf-8")
+    text = card_text(results, hub, hub.get("repo_id") if hub.get("push") else None)
+    card.write_text(redact_text(text), encoding="utf-8")  # a data URL's ?token= or a key never reaches the card
     out: dict[str, Any] = {"card": str(card)}
     if not hub.get("push"):
         return out
