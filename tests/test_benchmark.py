@@ -33,7 +33,10 @@ RESULT_FIELDS = STAT_FIELDS + (
 @pytest.fixture(scope="module")
 def result():
     models = {"dense": make_tiny(3), "compact": make_compacted()}
-    return benchmark_models(
+    original = torch.get_num_threads()
+    torch.set_num_threads(3)  # not the benchmark's threads=1: "restored" must mean back to 3
+    try:
+        out = benchmark_models(
         models,
         batch_sizes=(1, 4),
         seq_lens=(None, 32, 128),  # 128 > max positions (64): skipped with a note
@@ -44,7 +47,11 @@ def result():
         threads=1,
         progress=False,
         max_tokens=100,  # 4 x 32 = 128 tokens: skipped
-    )
+        )
+        out["_threads_after"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(original)
+    return out
 
 
 def test_benchmark_result_is_well_formed(result, tmp_path):
@@ -54,7 +61,7 @@ def test_benchmark_result_is_well_formed(result, tmp_path):
         assert env[key] not in (None, "")
     assert env["cpu"] and isinstance(env["cpu_flags"], list)  # CPU model + avx2/avx512_vnni/amx flags
     assert env["torch_threads"] == 1 and result["settings"]["threads"] == 1
-    assert torch.get_num_threads() >= 1  # restored afterwards
+    assert result["_threads_after"] == 3  # the caller's thread count, restored afterwards
     assert result["models"]["compact"]["heads_per_layer"] == [2, 1, 4]
     assert result["models"]["compact"]["ffn_per_layer"] == [50, 0, 128]
 

@@ -51,8 +51,10 @@ def test_cli_words_off_and_on_select_the_distill_options():
     assert not _compose(["distill=off"]).distill
 
 
-def test_precision_defaults_to_32_on_cpu_and_can_be_set():
-    assert _compose([]).trainer.precision == "32"
+def test_precision_defaults_to_the_devices_and_can_be_set():
+    from blockprune.config import default_precision
+
+    assert _compose([]).trainer.precision == default_precision()  # "32" on a CPU, bf16-mixed on an Ampere GPU
     assert _compose(["trainer.precision=bf16-mixed"]).trainer.precision == "bf16-mixed"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from blockprune.errors import ConfigError, DataError
@@ -44,7 +45,7 @@ def test_one_failed_job_does_not_take_the_sweep_down(tmp_path):
     sparsities = ["0.1", "0.2", "0.3", "1.5", "0.4", "0.5", "0.6"]
     proc = _train(["prune=block", f"prune.sparsity={','.join(sparsities)}", f"hydra.sweep.dir={sweep}"], tmp_path,
                   flags=("-m",))
-    assert proc.returncode != 0  # the sweep reports the failure at the end
+    assert proc.returncode == 1, proc.stderr[-2000:]  # FailedJobsExit's code: not a crash or a kill (137)
     results = [json.loads((sweep / str(i) / "results.json").read_text()) for i in range(7)]
     assert [r["status"] for r in results] == ["completed"] * 3 + ["failed"] + ["completed"] * 3
     assert "prune.sparsity=1.5" in results[3]["error"]
@@ -104,7 +105,9 @@ CATALOGUE = {  # case: (overrides, exception, words the message must contain)
                                       ConfigError, ["distill.temperature=0", "> 0"]),
     "fp16 precision on a CPU": (["trainer.precision=16-mixed"], ConfigError, ["trainer.precision=16-mixed", "bf16-mixed"]),
     "unknown precision": (["trainer.precision=fp8"], ConfigError, ["trainer.precision=fp8", "Allowed here"]),
-    "GPU accelerator without a GPU": (["trainer.accelerator=gpu"], ConfigError, ["trainer.accelerator=gpu", "trainer=cpu"]),
+    **({} if torch.cuda.is_available() else {  # a GPU machine runs this job: nothing to refuse
+        "GPU accelerator without a GPU": (["trainer.accelerator=gpu"], ConfigError, ["trainer.accelerator=gpu", "trainer=cpu"]),
+    }),
     "missing data file": (["data.file=/nonexistent/news.csv"], DataError, ["/nonexistent/news.csv", "not found"]),
     "missing text column": (["data.text_column=Headline"], DataError, ["Headline", "data.text_column"]),
     "missing init_from folder": (["init_from=/nonexistent/model"], ConfigError, ["init_from=/nonexistent/model"]),
@@ -162,29 +165,77 @@ def test_precision_a_gpu_cannot_do_is_refused(monkeypatch):
         check_precision("bf16-mixed", "gpu")
 
 
-def test_no_token_or_api_key_appears_in_any_file_a_job_writes(tmp_path):
-    """A token given in the config and keys in the environment: none reaches results.json, the
-    checkpoints, the CSV/W&B logs or Hydra's saved configs (all files are searched as bytes)."""
-    config_token, env_token, env_key = "hf_" + "Cfg" * 12, "hf_" + "Env" * 12, "0123456789abcdef" * 3
+@pytest.fixture
+def data_server(shc_csv):
+    """Serves the SHC file over HTTP on 127.0.0.1 (query strings ignored), so a data URL can carry a token."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(shc_csv.parent))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}/{shc_csv.name}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.slow  # about 80 s on 2 cores
+def test_no_token_or_api_key_appears_in_any_file_a_submitit_sweep_writes(tmp_path, data_server, shc_csv):
+    """Secrets in every form a user may type -- an override value with spaces, a dict of
+    credentials, a token in a data URL's query string, a W&B-shaped key -- and keys in the
+    environment: none reaches results.json, data_report.json, checkpoints, CSV/W&B logs, the
+    job log, Hydra's saved configs, multirun.yaml or submitit's pickles (all searched as bytes)."""
+    import hashlib
+
+    config_token, env_token = "hf_" + "Cfg" * 12, "hf_" + "Env" * 12
+    env_key, spaced, cred, url_token = "0123456789abcdef0123456789abcdef01234567", "Spaced" * 4, "Cred" * 6, "Query" * 5
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HF_TOKEN": env_token, "WANDB_API_KEY": env_key, "WANDB_MODE": "offline"}
+    sha = hashlib.sha256(shc_csv.read_bytes()).hexdigest()
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY, "logger=default",
-         f"paths.cache_dir={tmp_path / 'cache'}", f"+model.hub_token={config_token}", f"hydra.sweep.dir={sweep}"],
+        [sys.executable, str(entry_script()), "-m", *TINY, "logger=default", "hydra/launcher=submitit_local",
+         "hydra.launcher.timeout_min=10", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+         f"+model.hub_token={config_token}", f"+model.password='{spaced} {spaced}'", f"+model.creds={{user: me, key: {cred}}}",
+         f"data.file={{url: '{data_server}?token={url_token}', sha256: {sha}}}", f"data.download_dir={tmp_path / 'dl'}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = [p for p in sweep.rglob("*") if p.is_file()]
     names = {p.name for p in files}
-    assert {"results.json", "config.yaml", "overrides.yaml", "multirun.yaml", "last.ckpt", "metrics.csv"} <= names
+    assert {"results.json", "data_report.json", "config.yaml", "overrides.yaml", "multirun.yaml", "last.ckpt",
+            "metrics.csv"} <= names
+    assert any(n.endswith("_submitted.pkl") for n in names) and any(n.endswith("_result.pkl") for n in names)
     assert any("wandb" in p.parts for p in files)
     for path in files:
         data = path.read_bytes()
-        for secret in (config_token, env_token, env_key):
+        for secret in (config_token, env_token, env_key, spaced, cred, url_token):
             assert secret.encode() not in data, f"{secret[:6]}... found in {path}"
     results = json.loads((sweep / "0" / "results.json").read_text())
-    assert results["config"]["model"]["hub_token"] == "***"
-    assert "+model.hub_token=***" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+    assert results["config"]["model"]["hub_token"] == "***" and results["config"]["model"]["creds"]["key"] == "***"
+    assert results["config"]["data"]["file"]["url"] == data_server + "?***"  # the URL stays readable
+    assert results["status"] == "completed" and (tmp_path / "dl").is_dir()  # the job did get the real URL
+
+
+def test_a_failure_record_masks_secrets_in_its_error_and_traceback(tmp_path):
+    """write_failure's fields go through write_json, which redacts every JSON artefact."""
+    from blockprune.atomic import write_json
+
+    secret = "hf_" + "Err" * 10
+    try:
+        raise DataError(f"could not download data.file from https://me:pw@host.org/x.csv?token={secret} (HTTP 404)")
+    except DataError as err:
+        import traceback
+
+        write_json(tmp_path / "results.json", {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                                               "traceback": traceback.format_exc()})
+    text = (tmp_path / "results.json").read_text()
+    assert secret not in text and "pw@" not in text
+    assert "https://***@host.org/x.csv?***" in json.loads(text)["error"]
 
 
 # --- Atomic outputs and odd inputs
@@ -241,7 +292,7 @@ def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_pat
     import io
 
     from blockprune import load_model
-    from blockprune.evaluation import evaluate_texts
+    from blockprune.evaluation import evaluate_texts, predict_texts
     from transformers import AutoTokenizer
 
     labels = {"sports": "क्रीडा", "politics": "राजकारण", "business": "व्यापार"}
@@ -262,10 +313,14 @@ def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_pat
     assert quality["mixed_script_texts"] == 2
     assert quality["long_texts"] == 1
     assert quality["mojibake"] == 0 and quality["rows_out"] == len(rows) - 1
-    assert results["data"]["tokens"]["train"]["max"] > 64 or results["data"]["tokens"]["val"]["max"] > 64 \
-        or results["data"]["tokens"]["test"]["max"] > 64  # the long text was truncated, not refused
+    tokens = results["data"]["tokens"]
+    long_split = max(tokens, key=lambda s: tokens[s]["max"])  # the 60,000-character text's split
+    assert tokens[long_split]["max"] > 64 and tokens[long_split]["truncated_fraction"] > 0  # truncated, not refused
     model = load_model(results["model_dir"])
     tokenizer = AutoTokenizer.from_pretrained(results["model_dir"])
     texts = [*ODD_TEXTS.values(), ""]
-    metrics = evaluate_texts(model, tokenizer, texts, [0] * len(texts), max_length=64)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    pred = predict_texts(model, tokenizer, texts, max_length=64)
+    assert len(pred) == len(texts) and set(pred) <= set(range(model.config.num_labels))
+    other = [(p + 1) % model.config.num_labels for p in pred]
+    assert evaluate_texts(model, tokenizer, texts, pred, max_length=64)["test/acc"] == 1.0
+    assert evaluate_texts(model, tokenizer, texts, other, max_length=64)["test/acc"] == 0.0

@@ -146,6 +146,7 @@ def test_trainer_fast_dev_run(e5_path, tmp_path, small_csv):
             return torch.nn.functional.cross_entropy(logits, batch["labels"])
 
         def training_step(self, batch, i):
+            self.seen = {k: (tuple(v.shape), v.dtype) for k, v in batch.items()}
             return self.step(batch)
 
         def validation_step(self, batch, i):
@@ -161,5 +162,13 @@ def test_trainer_fast_dev_run(e5_path, tmp_path, small_csv):
     model = Tiny(len(dm.tokenizer), dm.num_labels)
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    before = model.out.weight.detach().clone()
     trainer.fit(model, datamodule=dm)
-    trainer.test(model, datamodule=dm)
+    assert trainer.state.finished and trainer.global_step == 1
+    assert not torch.equal(before, model.out.weight)  # a real optimiser step on a real batch
+    (batch_size, length), _ = model.seen["input_ids"]
+    assert model.seen["labels"] == ((batch_size,), torch.int64) and model.seen["attention_mask"][0] == (batch_size, length)
+    assert 1 <= length <= dm.max_length
+    assert torch.isfinite(trainer.callback_metrics["val_loss"])
+    (test,) = trainer.test(model, datamodule=dm, verbose=False)
+    assert test["test_loss"] > 0 and torch.isfinite(torch.tensor(test["test_loss"]))
