@@ -1,0 +1,61 @@
+"""Numbers quoted in README.md and docs/ are the numbers in their committed source files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from helpers.paths import ROOT
+
+RESULTS = ROOT / "docs" / "results"
+
+
+def _speedups(batch: int) -> list[float]:
+    bench = json.loads((RESULTS / "cpu_bench" / "bench.json").read_text())
+    (cell,) = [c for c in bench["cells"] if c["batch"] == batch and c["dtype"] == "float32" and c["seq_len"] == 39]
+    return [cell["results"][f"{p}% pruning"]["speedup"] for p in (25, 50, 75)]
+
+
+def test_readme_cpu_speedups_are_those_of_bench_json():
+    readme = (ROOT / "README.md").read_text()
+    s25, s50, s75 = (f"{x:.2f}x" for x in _speedups(32))
+    assert f"| 25 % + KD | 18.52 | 39 % | {s25} (1.33x)" in readme
+    assert f"| **50 % + KD** | **13.20** | **57 %** | **{s50} (2.00x)**" in readme
+    assert f"| 75 % + KD | 7.89 | 74 % | {s75} (4.00x)" in readme
+    assert f"at {s50} measured speed-up" in readme
+    for stale in ("1.30x (1.33x)", "1.92x (2.00x)", "3.70x (4.00x)", "83.2 %", "in 42 s"):
+        assert stale not in readme
+
+
+@pytest.mark.parametrize("doc", ["docs/benchmarks.md", "docs/results/table1_cpu/README.md"])
+def test_docs_quote_bench_json_for_the_cpu_speedups(doc):
+    text = (ROOT / doc).read_text()
+    for x in _speedups(32):
+        assert f"{x:.2f}x" in text
+
+
+def test_readme_accuracies_are_those_of_the_committed_results():
+    readme = (ROOT / "README.md").read_text()
+    baseline = json.loads((RESULTS / "table1_cpu" / "jobs" / "baseline" / "results.json").read_text())
+    assert f"**{100 * baseline['metrics']['test/acc']:.2f} %**" in readme
+    assert f"{baseline['wall_time_s']:,} s" in readme
+    for job, row in (("p25_kd", "25 % + KD"), ("p50_kd", "50 % + KD"), ("p75_kd", "75 % + KD")):
+        r = json.loads((RESULTS / "table1_cpu" / "jobs" / job / "results.json").read_text())
+        metrics = r.get("metrics_final") or r.get("metrics_compacted") or r["metrics"]
+        line = next(line for line in readme.splitlines() if row in line and line.startswith("|"))
+        assert line.rstrip(" |*").endswith(f"{100 * metrics['test/acc']:.2f}"), line
+
+
+def test_h100_claims_are_those_of_its_bench_md():
+    bench = (RESULTS / "table1_gpu_h100" / "bench.md").read_text()
+    readme = " ".join((ROOT / "README.md").read_text().split())  # line breaks inside sentences
+
+    def cells(dtype: str, batch: int, seq: str) -> str:
+        row = next(r for r in bench.splitlines() if re.match(rf"\| {dtype} \| {batch} \| {seq}\b", r))
+        return "/".join(c.split("×")[0].strip() for c in row.split("|")[5:8])
+
+    for batch, seq in ((32, "128"), (128, "39"), (128, "128")):
+        assert f"{batch} x {seq[:3]}: {cells('float32', batch, seq)}x" in readme
+    table = (RESULTS / "table1_gpu_h100" / "table1.md").read_text()
+    assert "| baseline | 30.48 | 0.0% | 1.00x | 1.00x | 6.66 | 86.50 |" in table and "**86.50 %**" in readme
