@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, help="timing length (default: 95th percentile of --texts, else 40)")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int)
-    p.add_argument("--per-channel", action="store_true", help="int8: one scale per weight row")
+    p.add_argument("--per-tensor", action="store_true", help="int8: one scale per weight matrix (default: per row)")
     p.add_argument("--max-accuracy-drop", type=float, default=0.5, help="points; runtimes losing more are not served")
     p.add_argument("--onnx", help="instead: write one float32 .onnx file at this path (no deploy.json)")
     p.add_argument("--overwrite", action="store_true", help="replace whatever is at the --onnx path (even a folder)")

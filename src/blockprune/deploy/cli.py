@@ -50,7 +50,7 @@ def export_folder(model: Any, tokenizer: Any, model_dir: Path, args: argparse.Na
     return deploy_job(
         model, tokenizer, model_dir, None, texts, labels, args.runtime, seq_len=seq_len, max_length=max_length,
         repeats=args.repeats, threads=args.threads, max_accuracy_drop=args.max_accuracy_drop,
-        int8={"per_channel": bool(args.per_channel)},
+        int8={"per_channel": not args.per_tensor},
     )
 
 

@@ -1,0 +1,209 @@
+"""Serving speed on this CPU: dense e5-small-mr vs a 50 % head/FFN-compacted copy, in every runtime.
+
+    .venv/bin/python scripts/serving_cpu.py --out docs/results/serving_cpu/serving_cpu.json
+
+The compacted model keeps a random 50 % of each layer's heads and FFN neurons (top-k of random
+scores, compacted with blockprune.pruning), and both classifiers have a random 12-label head:
+only speed and agreement with PyTorch float32 mean anything here, not accuracy. All variants
+are timed in one process, calls alternated round-robin, medians; batch 32 at the 95th
+percentile length of the MahaNews SHC headlines and batch 1 at their median length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers.paths import E5_DIR, SHC_CSV  # noqa: E402
+
+from blockprune.data.reading import read_records  # noqa: E402
+from blockprune.deploy.inference import predict_logits  # noqa: E402
+from blockprune.deploy.manifest import cpu_info  # noqa: E402
+from blockprune.deploy.onnx_export import export_onnx  # noqa: E402
+from blockprune.deploy.quantize import quantize_int8  # noqa: E402
+from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noqa: E402
+from blockprune.models import load_tokenizer  # noqa: E402
+from blockprune.pruning import TopKBinarizer, compact_model, patch_encoder  # noqa: E402
+from blockprune.pruning.patch import masked_layers  # noqa: E402
+
+
+class CompiledRuntime(TorchRuntime):
+    """torch.compile (inductor) of the float32 model; shapes are static per cell."""
+
+    def __init__(self, model):
+        super().__init__(model, "torch-compile")
+        self.model = torch.compile(model, dynamic=False)
+
+
+class OpenVinoRuntime(Runtime):
+    def __init__(self, onnx_path: Path, name: str = "openvino"):
+        import openvino as ov
+
+        self.name = name
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self.inputs = [i.get_any_name() for i in self.compiled.inputs]
+
+    def logits(self, batch):
+        ids = np.asarray(batch["input_ids"], dtype=np.int64)
+        feeds = {n: np.asarray(batch.get(n, np.zeros_like(ids)), dtype=np.int64) for n in self.inputs}
+        return self.compiled(feeds)[0]
+
+
+def make_models(labels: int, sparsity: float, seed: int):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    dense = AutoModelForSequenceClassification.from_pretrained(E5_DIR, num_labels=labels, dtype=torch.float32).eval()
+    pruned = AutoModelForSequenceClassification.from_pretrained(E5_DIR, num_labels=labels, dtype=torch.float32)
+    pruned.load_state_dict(dense.state_dict())
+    patch_encoder(pruned, None, TopKBinarizer)
+    gen = torch.Generator().manual_seed(seed)
+    for layer in masked_layers(pruned):
+        with torch.no_grad():
+            layer.mask_scores.copy_(torch.randn(layer.mask_scores.shape, generator=gen))
+        layer.set_sparsity(sparsity)
+    report = compact_model(pruned)
+    return dense, pruned.eval(), report.to_dict()
+
+
+def timing_batch(tok, texts, batch, seq_len):
+    enc = tok([texts[i % len(texts)] for i in range(batch)], truncation=True, max_length=seq_len,
+              padding="max_length", return_tensors="np")
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--check-texts", type=int, default=500, help="texts for agreement with PyTorch float32")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--openvino", help="folder with the openvino package (pip install --target)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    load_before = os.getloadavg()
+
+    texts = read_records(SHC_CSV)["text"].tolist()
+    tok = load_tokenizer(str(E5_DIR))
+    lengths = [len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]]
+    seq32, seq1 = int(math.ceil(np.percentile(lengths, 95))), int(np.median(lengths))
+    dense, pruned, layout = make_models(12, 0.5, 0)
+
+    tmp = Path(tempfile.mkdtemp(prefix="serving-cpu-"))
+    runtimes: dict[str, dict[str, Runtime]] = {}
+    export_s = {}
+    for label, model in (("dense", dense), ("50%", pruned)):
+        folder = tmp / label.replace("%", "pct")
+        t = time.time()
+        fp32 = export_onnx(model, tok, folder / "model.onnx")
+        export_s[f"{label} onnx"] = time.time() - t
+        variants = {  # embeddings stay fp32 in all; the default is per-channel with the classifier fp32
+            "onnx-int8 per-tensor": dict(per_channel=False),
+            "onnx-int8 per-channel": dict(per_channel=True),
+            "onnx-int8 per-tensor, classifier int8": dict(per_channel=False, keep_fp32=()),
+        }
+        rts: dict[str, Runtime] = {
+            "torch": TorchRuntime(model), "torch-bf16": TorchRuntime(model, "torch-bf16"),
+            "torch-int8": TorchRuntime(model, "torch-int8"), "onnx": OnnxRuntime(fp32, "onnx", args.threads),
+        }
+        for name, opts in variants.items():
+            t = time.time()
+            q = quantize_int8(fp32, folder / f"{name.replace(' ', '_')}.onnx", **opts)
+            export_s[f"{label} {name}"] = time.time() - t
+            rts[name] = OnnxRuntime(q, name, args.threads)
+        if not args.no_compile:
+            rts["torch-compile"] = CompiledRuntime(model)
+        if args.openvino:
+            sys.path.append(args.openvino)  # after the venv: its own numpy copy must not shadow ours
+            try:
+                rts["openvino"] = OpenVinoRuntime(fp32)
+            except Exception as err:  # noqa: BLE001 - optional comparison
+                print(f"openvino skipped: {err}", file=sys.stderr)
+        runtimes[label] = rts
+
+    # agreement with PyTorch float32 of the same model, on real headlines
+    check = texts[: args.check_texts]
+    quality = {}
+    for label, rts in runtimes.items():
+        ref = predict_logits(rts["torch"], tok, check, max_length=512)
+        for name, rt in rts.items():
+            if name == "torch-compile":
+                continue  # static shapes: one compile per batch shape; same kernels' math as torch fp32
+            got = predict_logits(rt, tok, check, max_length=512)
+            quality[f"{label} | {name}"] = {
+                "agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+                "max_abs_logit_diff": float(np.abs(got - ref).max()),
+                "n_texts": len(check),
+            }
+            print(label, name, quality[f"{label} | {name}"], file=sys.stderr)
+
+    cells = {}
+    for batch, seq in ((32, seq32), (1, seq1)):
+        feed = timing_batch(tok, texts, batch, seq)
+        flat = {f"{label} | {name}": rt for label, rts in runtimes.items() for name, rt in rts.items()}
+        compile_s = {}
+        for key, rt in flat.items():
+            t = time.time()
+            for _ in range(args.warmup):
+                rt.logits(feed)
+            if "compile" in key:
+                compile_s[key] = time.time() - t
+        times = {k: [] for k in flat}
+        for _ in range(args.repeats):
+            for key, rt in flat.items():
+                t = time.perf_counter()
+                rt.logits(feed)
+                times[key].append(time.perf_counter() - t)
+        med = {k: float(np.median(v) * 1e3) for k, v in times.items()}
+        base = med["dense | torch"]
+        cells[f"batch {batch} x {seq}"] = {
+            k: {"median_ms": med[k], "p10_ms": float(np.percentile(times[k], 10) * 1e3),
+                "p90_ms": float(np.percentile(times[k], 90) * 1e3),
+                "speedup_vs_dense_torch": base / med[k],
+                "speedup_vs_dense_same_runtime": med[f"dense | {k.split(' | ')[1]}"] / med[k],
+                "texts_per_s": batch * 1e3 / med[k]}
+            for k in flat
+        }
+        cells[f"batch {batch} x {seq}"]["_warmup_incl_compile_s"] = compile_s
+        print(json.dumps({k: round(v["speedup_vs_dense_torch"], 2) for k, v in cells[f"batch {batch} x {seq}"].items()
+                          if not k.startswith("_")}), file=sys.stderr)
+
+    result = {
+        "schema": "blockprune.serving_cpu/1",
+        "command": "python " + " ".join(sys.argv),
+        "note": "random 12-label heads; 50 % = random top-k of heads and FFN neurons per layer, compacted. "
+                "Speed and agreement only; no accuracy.",
+        "environment": {**cpu_info(), "threads": args.threads, "loadavg_before": load_before,
+                        "loadavg_after": os.getloadavg()},
+        "seq_len": {"batch_32": seq32, "batch_1": seq1, "source": f"{SHC_CSV.name}: p95 / median tokens"},
+        "layout_50pct": layout,
+        "repeats": args.repeats,
+        "export_s": export_s,
+        "agreement_with_torch_fp32": quality,
+        "cells": cells,
+        "wall_s": time.time() - start,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} in {result['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
