@@ -38,6 +38,9 @@ def test_the_logger_config_resolves_name_group_and_job_type(tmp_path):
     wandb = cfg.logger.wandb
     assert wandb.name == tmp_path.name and wandb.job_type == "pruned"
     assert make_cfg(tmp_path, ["logger=wandb"]).logger.wandb.job_type == "baseline"
+    teacher = make_cfg(tmp_path / "cache" / "teachers" / "0123abcd", ["logger=wandb"])
+    teacher.paths.cache_dir = str(tmp_path / "cache")  # a job folder in the teacher cache is a teacher
+    assert teacher.logger.wandb.job_type == "teacher"
 
 
 def _wandb_run_record(run_dir: Path):
