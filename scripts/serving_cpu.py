@@ -26,8 +26,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers.paths import E5_DIR, SHC_CSV  # noqa: E402
-
 from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
@@ -37,6 +35,7 @@ from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noq
 from blockprune.models import load_tokenizer  # noqa: E402
 from blockprune.pruning import TopKBinarizer, compact_model, patch_encoder  # noqa: E402
 from blockprune.pruning.patch import masked_layers  # noqa: E402
+from helpers.paths import E5_DIR, SHC_CSV  # noqa: E402
 
 
 class CompiledRuntime(TorchRuntime):
@@ -80,8 +79,13 @@ def make_models(labels: int, sparsity: float, seed: int):
 
 
 def timing_batch(tok, texts, batch, seq_len):
-    enc = tok([texts[i % len(texts)] for i in range(batch)], truncation=True, max_length=seq_len,
-              padding="max_length", return_tensors="np")
+    enc = tok(
+        [texts[i % len(texts)] for i in range(batch)],
+        truncation=True,
+        max_length=seq_len,
+        padding="max_length",
+        return_tensors="np",
+    )
     return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
 
@@ -119,8 +123,10 @@ def main() -> int:
             "onnx-int8 per-tensor, classifier int8": dict(per_channel=False, keep_fp32=()),
         }
         rts: dict[str, Runtime] = {
-            "torch": TorchRuntime(model), "torch-bf16": TorchRuntime(model, "torch-bf16"),
-            "torch-int8": TorchRuntime(model, "torch-int8"), "onnx": OnnxRuntime(fp32, "onnx", args.threads),
+            "torch": TorchRuntime(model),
+            "torch-bf16": TorchRuntime(model, "torch-bf16"),
+            "torch-int8": TorchRuntime(model, "torch-int8"),
+            "onnx": OnnxRuntime(fp32, "onnx", args.threads),
         }
         for name, opts in variants.items():
             t = time.time()
@@ -173,24 +179,39 @@ def main() -> int:
         med = {k: float(np.median(v) * 1e3) for k, v in times.items()}
         base = med["dense | torch"]
         cells[f"batch {batch} x {seq}"] = {
-            k: {"median_ms": med[k], "p10_ms": float(np.percentile(times[k], 10) * 1e3),
+            k: {
+                "median_ms": med[k],
+                "p10_ms": float(np.percentile(times[k], 10) * 1e3),
                 "p90_ms": float(np.percentile(times[k], 90) * 1e3),
                 "speedup_vs_dense_torch": base / med[k],
                 "speedup_vs_dense_same_runtime": med[f"dense | {k.split(' | ')[1]}"] / med[k],
-                "texts_per_s": batch * 1e3 / med[k]}
+                "texts_per_s": batch * 1e3 / med[k],
+            }
             for k in flat
         }
         cells[f"batch {batch} x {seq}"]["_warmup_incl_compile_s"] = compile_s
-        print(json.dumps({k: round(v["speedup_vs_dense_torch"], 2) for k, v in cells[f"batch {batch} x {seq}"].items()
-                          if not k.startswith("_")}), file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    k: round(v["speedup_vs_dense_torch"], 2)
+                    for k, v in cells[f"batch {batch} x {seq}"].items()
+                    if not k.startswith("_")
+                }
+            ),
+            file=sys.stderr,
+        )
 
     result = {
         "schema": "blockprune.serving_cpu/1",
         "command": "python " + " ".join(sys.argv),
         "note": "random 12-label heads; 50 % = random top-k of heads and FFN neurons per layer, compacted. "
-                "Speed and agreement only; no accuracy.",
-        "environment": {**cpu_info(), "threads": args.threads, "loadavg_before": load_before,
-                        "loadavg_after": os.getloadavg()},
+        "Speed and agreement only; no accuracy.",
+        "environment": {
+            **cpu_info(),
+            "threads": args.threads,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
         "seq_len": {"batch_32": seq32, "batch_1": seq1, "source": f"{SHC_CSV.name}: p95 / median tokens"},
         "layout_50pct": layout,
         "repeats": args.repeats,

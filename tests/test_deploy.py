@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
+from blockprune.cli import main as cli
+from blockprune.data.reading import read_records
+from blockprune.deploy import FILES, RUNTIMES, deploy_job, export_runtime, open_runtime, read_manifest
+from blockprune.deploy.inference import predict_logits
+from blockprune.deploy.manifest import CPU_FLAGS
+from blockprune.errors import ConfigError
+from blockprune.models import load_model, load_tokenizer
 from helpers.jobs import make_cfg
 from helpers.paths import SHC_CSV
 from helpers.saved_models import LABELS, compacted, save, tiny_classifier
-
-from blockprune.cli import main as cli
-from blockprune.data.reading import read_records
-from blockprune.deploy.manifest import CPU_FLAGS
-from blockprune.deploy import FILES, RUNTIMES, deploy_job, export_runtime, open_runtime, read_manifest
-from blockprune.deploy.inference import predict_logits
-from blockprune.errors import ConfigError
-from blockprune.models import load_model, load_tokenizer
 
 #: int8 / bfloat16 on the fixed set: at least this share of predictions equal to float32's ...
 MIN_AGREEMENT = 0.9
@@ -96,13 +95,24 @@ def test_deploy_job_records_every_runtime_and_the_fastest(tmp_path, texts):
     model = compacted(dense)
     path = save(model, tmp_path / "model")
     labels = [i % len(LABELS) for i in range(len(texts))]
-    record = deploy_job(model, load_tokenizer(str(path)), path, dense, texts, labels, ["onnx", "onnx-int8"],
-                        seq_len=24, max_length=128, repeats=2, warmup=1)
+    record = deploy_job(
+        model,
+        load_tokenizer(str(path)),
+        path,
+        dense,
+        texts,
+        labels,
+        ["onnx", "onnx-int8"],
+        seq_len=24,
+        max_length=128,
+        repeats=2,
+        warmup=1,
+    )
     rows = record["runtimes"]
     assert list(rows) == ["torch", "onnx", "onnx-int8"]
     assert rows["onnx"]["max_abs_logit_diff"] <= 1e-4 and rows["onnx"]["verified"]
     assert rows["torch"]["agreement"] == 1.0 and rows["torch"]["speedup_vs_dense_torch"]["batch_32"] > 0
-    for name, row in rows.items():
+    for row in rows.values():
         assert 0 <= row["accuracy"] <= 1 and row["n_texts"] == len(texts)
         assert set(row["latency_ms"]) == {"batch_1", "batch_32"} and min(row["latency_ms"].values()) > 0
         assert row["throughput_per_s"]["batch_32"] == pytest.approx(32e3 / row["latency_ms"]["batch_32"])
@@ -118,9 +128,23 @@ def test_export_command_writes_the_folder_and_deploy_json(tmp_path, capsys):
     data = tmp_path / "check.csv"
     df = read_records(SHC_CSV).head(24)
     df.assign(Label=[LABELS[i % 3] for i in range(len(df))]).rename(columns={"text": "Text"})[["Text", "Label"]].to_csv(
-        data, index=False)
-    code = cli(["export", str(path), "--runtime", "onnx", "onnx-int8", "--texts", str(data), "--label-column", "Label",
-                "--repeats", "2"])
+        data, index=False
+    )
+    code = cli(
+        [
+            "export",
+            str(path),
+            "--runtime",
+            "onnx",
+            "onnx-int8",
+            "--texts",
+            str(data),
+            "--label-column",
+            "Label",
+            "--repeats",
+            "2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     manifest = read_manifest(path)
@@ -132,9 +156,21 @@ def test_export_command_writes_the_folder_and_deploy_json(tmp_path, capsys):
 def test_deploy_section_of_a_tiny_pruned_job(tmp_path):
     from blockprune.main import train
 
-    cfg = make_cfg(tmp_path, ["prune=block", "prune.sparsity=0.5", "prune.attention_block=head", "deploy=cpu",
-                              "deploy.repeats=2", "deploy.warmup=1", "bench.repeats=2", "bench.warmup=1",
-                              "callbacks=no_carbon", "trainer.max_epochs=1"])
+    cfg = make_cfg(
+        tmp_path,
+        [
+            "prune=block",
+            "prune.sparsity=0.5",
+            "prune.attention_block=head",
+            "deploy=cpu",
+            "deploy.repeats=2",
+            "deploy.warmup=1",
+            "bench.repeats=2",
+            "bench.warmup=1",
+            "callbacks=no_carbon",
+            "trainer.max_epochs=1",
+        ],
+    )
     results = train(cfg)
     section = results["deploy"]
     assert set(section["runtimes"]) == {"torch", "onnx", "onnx-int8"}
@@ -156,8 +192,14 @@ def test_bench_cells_for_each_runtime():
 
     dense = tiny_classifier()
     result = benchmark_models(
-        {"dense": dense, "50%": compacted(dense)}, runtimes=["onnx", "onnx-int8"], dtypes=["float32", "bfloat16"],
-        cells=[(1, None), (32, None)], typical_seq_len=12, warmup=1, repeats=2, progress=False,
+        {"dense": dense, "50%": compacted(dense)},
+        runtimes=["onnx", "onnx-int8"],
+        dtypes=["float32", "bfloat16"],
+        cells=[(1, None), (32, None)],
+        typical_seq_len=12,
+        warmup=1,
+        repeats=2,
+        progress=False,
     )
     names = ["dense", "dense (onnx)", "dense (onnx-int8)", "50%", "50% (onnx)", "50% (onnx-int8)"]
     assert list(result["models"]) == names
@@ -176,9 +218,13 @@ def test_study_table_shows_the_best_deployed_runtime(tmp_path):
     def job(name, sparsity, deploy=None):
         params = {"total": 4e6 * (1 - sparsity / 2), "encoder": 1e6, "word_embeddings": 3e6}
         results = {
-            "status": "completed", "config": {"prune": {"sparsity": sparsity}, "seed": 1},
-            "metrics": {"test/acc": 0.8, "test/f1_macro": 0.7}, "params": params, "flops_per_token": 1e6 * (1 - sparsity),
-            "dense": {"params": {"total": 4e6}, "flops_per_token": 1e6}, "speed": {"speedup": 1.0 + sparsity},
+            "status": "completed",
+            "config": {"prune": {"sparsity": sparsity}, "seed": 1},
+            "metrics": {"test/acc": 0.8, "test/f1_macro": 0.7},
+            "params": params,
+            "flops_per_token": 1e6 * (1 - sparsity),
+            "dense": {"params": {"total": 4e6}, "flops_per_token": 1e6},
+            "speed": {"speedup": 1.0 + sparsity},
         }
         if deploy:
             results["deploy"] = deploy
@@ -193,3 +239,14 @@ def test_study_table_shows_the_best_deployed_runtime(tmp_path):
     assert table.loc["50% pruning", "deployed_accuracy"] == pytest.approx(79.12)
     markdown = to_markdown(build_table([tmp_path]))
     assert "onnx-int8 3.71x 79.12" in markdown and "deployed: runtime, speed-up, accuracy" in markdown
+
+
+def test_deploy_config_is_checked(tmp_path):
+    from blockprune.deploy import check_deploy_config
+
+    check_deploy_config(make_cfg(tmp_path, []).deploy)  # default: nothing to deploy
+    check_deploy_config(make_cfg(tmp_path, ["deploy=cpu"]).deploy)
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        check_deploy_config(make_cfg(tmp_path, ["deploy.runtimes=[onnx,tflite]"]).deploy)
+    with pytest.raises(ConfigError, match="deploy.repeats"):
+        check_deploy_config(make_cfg(tmp_path, ["deploy=cpu", "deploy.repeats=0"]).deploy)

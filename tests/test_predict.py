@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from helpers.paths import SHC_CSV
-from helpers.saved_models import LABELS, compacted, save, tiny_classifier
-
 import blockprune
 from blockprune.cli import main as cli
 from blockprune.data.reading import read_records
 from blockprune.deploy.manifest import write_manifest
 from blockprune.models import load_model, load_tokenizer
+from helpers.paths import SHC_CSV
+from helpers.saved_models import LABELS, compacted, save, tiny_classifier
 
 
 @pytest.fixture(scope="module")

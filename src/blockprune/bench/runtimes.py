@@ -39,8 +39,10 @@ def runtime_entries(
     wanted = [r for r in runtimes if r not in ("torch", "torch-bf16")]
     unknown = [r for r in wanted if r not in ENTRY_RUNTIMES]
     if unknown:
-        raise ConfigError(f"benchmark runtimes {unknown} are not supported; use {list(ENTRY_RUNTIMES)} "
-                          "(torch float32 / bfloat16: dtypes=[float32, bfloat16]).")
+        raise ConfigError(
+            f"benchmark runtimes {unknown} are not supported; use {list(ENTRY_RUNTIMES)} "
+            "(torch float32 / bfloat16: dtypes=[float32, bfloat16])."
+        )
     if not wanted:
         return dict(models)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blockprune-runtimes-")))

@@ -26,8 +26,10 @@ def _labels(path: str, text_column: str, label_column: str, label2id: dict[str, 
     df = read_records(path, text_column=text_column, label_column=label_column)
     unknown = sorted(set(df["label"]) - set(label2id))
     if unknown:
-        raise DataError(f"{path}: labels {unknown[:5]} are not among the model's {sorted(label2id)}. "
-                        f"Fix: give texts labelled with the model's label set (or leave out --label-column).")
+        raise DataError(
+            f"{path}: labels {unknown[:5]} are not among the model's {sorted(label2id)}. "
+            f"Fix: give texts labelled with the model's label set (or leave out --label-column)."
+        )
     return df["text"].tolist(), [label2id[x] for x in df["label"]]
 
 
@@ -48,17 +50,34 @@ def export_folder(model: Any, tokenizer: Any, model_dir: Path, args: argparse.Na
         else:
             seq_len = min(DEFAULT_SEQ_LEN, max_length)
     return deploy_job(
-        model, tokenizer, model_dir, None, texts, labels, args.runtime, seq_len=seq_len, max_length=max_length,
-        repeats=args.repeats, threads=args.threads, max_accuracy_drop=args.max_accuracy_drop,
+        model,
+        tokenizer,
+        model_dir,
+        None,
+        texts,
+        labels,
+        args.runtime,
+        seq_len=seq_len,
+        max_length=max_length,
+        repeats=args.repeats,
+        threads=args.threads,
+        max_accuracy_drop=args.max_accuracy_drop,
         int8={"per_channel": not args.per_tensor},
     )
 
 
 def predict_command(model_dir: Path, args: argparse.Namespace) -> int:
     out_format = args.output_format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
-    kwargs = dict(text_column=args.text_column, fmt=args.format, out_format=out_format, runtime=args.runtime,
-                  batch_size=args.batch_size, threads=args.threads, with_text=args.with_text,
-                  progress=not args.no_progress)
+    kwargs = dict(
+        text_column=args.text_column,
+        fmt=args.format,
+        out_format=out_format,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        with_text=args.with_text,
+        progress=not args.no_progress,
+    )
     if args.out:
         buffer = io.StringIO(newline="")  # nothing is written when the input turns out bad
         runtime = predict_file(model_dir, args.input, buffer, **kwargs)

@@ -69,7 +69,9 @@ def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise BlockpruneError(f"{path} is not valid JSON ({err}). Fix: re-run blockprune export {model_dir} --runtime ...") from None
+        raise BlockpruneError(
+            f"{path} is not valid JSON ({err}). Fix: re-run blockprune export {model_dir} --runtime ..."
+        ) from None
 
 
 def serving_runtime(model_dir: str | os.PathLike, override: str | None = None) -> str:

@@ -53,7 +53,9 @@ def _timing_batch(tokenizer: Any, texts: Sequence[str], batch: int, seq_len: int
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
-def _time_alternated(runtimes: Mapping[str, Runtime], batch: dict[str, np.ndarray], warmup: int, repeats: int) -> dict[str, float]:
+def _time_alternated(
+    runtimes: Mapping[str, Runtime], batch: dict[str, np.ndarray], warmup: int, repeats: int
+) -> dict[str, float]:
     """Median milliseconds per call of each runtime, calls interleaved round-robin."""
     for rt in runtimes.values():
         for _ in range(warmup):
@@ -67,7 +69,9 @@ def _time_alternated(runtimes: Mapping[str, Runtime], batch: dict[str, np.ndarra
     return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
-def _open_all(model: nn.Module, tokenizer: Any, folder: Path, names: list[str], int8: Mapping | None, threads: int | None):
+def _open_all(
+    model: nn.Module, tokenizer: Any, folder: Path, names: list[str], int8: Mapping | None, threads: int | None
+):
     out = {}
     for name in names:
         export_runtime(model, tokenizer, folder, name, int8=int8)
@@ -113,8 +117,9 @@ def deploy_job(
     try:
         final = _open_all(model, tokenizer, folder, names, int8, threads)
         per_runtime: dict[str, dict[str, Any]] = {n: {"file": FILES.get(n)} for n in names}
-        _retest(final, per_runtime, tokenizer, texts, labels, max_length, max_accuracy_drop, min_agreement, seq_len,
-                model)
+        _retest(
+            final, per_runtime, tokenizer, texts, labels, max_length, max_accuracy_drop, min_agreement, seq_len, model
+        )
         with tempfile.TemporaryDirectory(prefix="blockprune-dense-") as tmp:
             dense = None
             if dense_reference is not None:
@@ -136,8 +141,12 @@ def deploy_job(
         record = {
             "fastest": fastest,
             "selected_by": f"lowest latency at {largest.replace('_', ' ')} x {seq_len} tokens among verified runtimes",
-            "best": {"runtime": fastest, "speedup": best["speedup_vs_dense_torch"][largest],
-                     "accuracy": best.get("accuracy"), "batch_size": max(batch_sizes)},
+            "best": {
+                "runtime": fastest,
+                "speedup": best["speedup_vs_dense_torch"][largest],
+                "accuracy": best.get("accuracy"),
+                "batch_size": max(batch_sizes),
+            },
             "runtimes": per_runtime,
             "seq_len": seq_len,
             "batch_sizes": list(batch_sizes),
@@ -146,8 +155,13 @@ def deploy_job(
             "environment": {**cpu_info(), "threads": torch.get_num_threads()},
         }
         write_manifest(folder, record)
-        log.info("deployed %s: fastest verified runtime %s (%.2fx over dense PyTorch fp32 at %s)",
-                 folder, fastest, record["best"]["speedup"], largest)
+        log.info(
+            "deployed %s: fastest verified runtime %s (%.2fx over dense PyTorch fp32 at %s)",
+            folder,
+            fastest,
+            record["best"]["speedup"],
+            largest,
+        )
         return record
     finally:
         torch.set_num_threads(old_threads)
@@ -163,8 +177,12 @@ def _retest(final, per_runtime, tokenizer, texts, labels, max_length, max_drop, 
         batches = []
         for i in range(4):
             ids = rng.integers(1, vocab, size=(16, seq_len), dtype=np.int64)
-            batches.append((np.arange(16 * i, 16 * (i + 1)), {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                                                               "token_type_ids": np.zeros_like(ids)}))
+            batches.append(
+                (
+                    np.arange(16 * i, 16 * (i + 1)),
+                    {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
+                )
+            )
     n = sum(len(idx) for idx, _ in batches)
     logits = {}
     for name, rt in final.items():
@@ -193,7 +211,9 @@ def _retest(final, per_runtime, tokenizer, texts, labels, max_length, max_drop, 
             row["verified_by"] = f"accuracy at most {max_drop} points below PyTorch float32 on {n} labelled texts"
         else:
             row["verified"] = row["agreement"] >= min_agreement
-            row["verified_by"] = f"agrees with PyTorch float32 on >= {min_agreement:.0%} of {n} {'texts' if texts else 'random inputs'}"
+            row["verified_by"] = (
+                f"agrees with PyTorch float32 on >= {min_agreement:.0%} of {n} {'texts' if texts else 'random inputs'}"
+            )
         if not row["verified"]:
             log.warning("runtime %s not verified (%s); it is not used for serving", name, row["verified_by"])
 
@@ -212,12 +232,28 @@ def _time(final, dense, tokenizer, texts, batch_sizes, seq_len, vocab, warmup, r
     return out
 
 
-def deploy_after_job(model: nn.Module, tokenizer: Any, model_dir: str | os.PathLike, dense_reference: nn.Module | None,
-                     datamodule: Any, deploy: Mapping[str, Any], seq_len: int) -> dict[str, Any]:
+def deploy_after_job(
+    model: nn.Module,
+    tokenizer: Any,
+    model_dir: str | os.PathLike,
+    dense_reference: nn.Module | None,
+    datamodule: Any,
+    deploy: Mapping[str, Any],
+    seq_len: int,
+) -> dict[str, Any]:
     """:func:`deploy_job` for a finished training job: its test split, its typical length, the
     ``deploy`` config group's settings (``conf/deploy``)."""
     settings = {k: (list(v) if k in ("runtimes", "batch_sizes") else v) for k, v in dict(deploy).items()}
     settings["int8"] = dict(settings.get("int8") or {})
     settings["int8"]["keep_fp32"] = list(settings["int8"].get("keep_fp32") or [])
-    return deploy_job(model, tokenizer, model_dir, dense_reference, datamodule.texts("test"), datamodule.labels("test"),
-                      seq_len=seq_len, max_length=int(datamodule.max_length), **settings)
+    return deploy_job(
+        model,
+        tokenizer,
+        model_dir,
+        dense_reference,
+        datamodule.texts("test"),
+        datamodule.labels("test"),
+        seq_len=seq_len,
+        max_length=int(datamodule.max_length),
+        **settings,
+    )

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from blockprune.atomic import atomic_path, check_output
-from blockprune.models import model_max_length
 from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.models import model_max_length
 
 #: Max abs logit difference accepted between PyTorch and onnxruntime in float32.
 FLOAT32_TOLERANCE = 1e-4
@@ -55,7 +55,9 @@ class _LogitsOnly(nn.Module):
 class _LogitsOnlyWithTypes(_LogitsOnly):
     """As :class:`_LogitsOnly`, plus token_type_ids."""
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         return self._logits(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
 
@@ -84,7 +86,9 @@ def _vocab(model: nn.Module) -> int:
     get = getattr(model, "get_input_embeddings", None)
     emb = get() if callable(get) else None
     if emb is None:
-        raise BlockpruneError(f"{type(model).__name__} has no input embeddings; export_onnx needs a transformers classifier.")
+        raise BlockpruneError(
+            f"{type(model).__name__} has no input embeddings; export_onnx needs a transformers classifier."
+        )
     return int(emb.num_embeddings)
 
 
@@ -261,10 +265,13 @@ def export_onnx(
                             checks.append(_example_inputs(src, names, batch=3, seq=other_len, seed=1))
                         diff = max(_max_diff(src, session, c) for c in checks)
                         if not diff <= FLOAT32_TOLERANCE:
-                            raise BlockpruneError(f"onnxruntime logits differ from PyTorch by {diff:.2e} (> {FLOAT32_TOLERANCE})")
+                            raise BlockpruneError(
+                                f"onnxruntime logits differ from PyTorch by {diff:.2e} (> {FLOAT32_TOLERANCE})"
+                            )
                 return out
             except Exception as err:  # noqa: BLE001 - try the next exporter, report all failures
-                errors.append(f"{name}: {type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}")
+                first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+                errors.append(f"{name}: {type(err).__name__}: {first}")
     finally:
         src.train(was_training)
     raise BlockpruneError(f"ONNX export of {type(model).__name__} to {out} failed: " + "; ".join(errors))
@@ -306,7 +313,9 @@ class OnnxRuntimeClassifier(nn.Module):
 
     backend = "onnxruntime"
 
-    def __init__(self, onnx_path: str | os.PathLike, *, threads: int | None = None, flops_model: nn.Module | None = None):
+    def __init__(
+        self, onnx_path: str | os.PathLike, *, threads: int | None = None, flops_model: nn.Module | None = None
+    ):
         super().__init__()
         self.onnx_path = Path(onnx_path)
         self.session = _ort_session(self.onnx_path, threads)
@@ -319,10 +328,14 @@ class OnnxRuntimeClassifier(nn.Module):
         ids = input_ids.detach().cpu().numpy().astype(np.int64, copy=False)
         given = {"input_ids": ids}
         given["attention_mask"] = (
-            np.ones_like(ids) if attention_mask is None else attention_mask.detach().cpu().numpy().astype(np.int64, copy=False)
+            np.ones_like(ids)
+            if attention_mask is None
+            else attention_mask.detach().cpu().numpy().astype(np.int64, copy=False)
         )
         given["token_type_ids"] = (
-            np.zeros_like(ids) if token_type_ids is None else token_type_ids.detach().cpu().numpy().astype(np.int64, copy=False)
+            np.zeros_like(ids)
+            if token_type_ids is None
+            else token_type_ids.detach().cpu().numpy().astype(np.int64, copy=False)
         )
         logits = self.session.run(["logits"], {n: given[n] for n in self.input_names})[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))

@@ -26,14 +26,18 @@ from blockprune.errors import DataError
 FORMATS = ("csv", "tsv", "jsonl", "lines")
 
 
-def read_texts(source: str, text_column: str = "Text", fmt: str | None = None, stdin: TextIO | None = None) -> tuple[list[str], list[int]]:
+def read_texts(
+    source: str, text_column: str = "Text", fmt: str | None = None, stdin: TextIO | None = None
+) -> tuple[list[str], list[int]]:
     """(texts, 1-based input lines) from a CSV/TSV/JSONL file, or from stdin when ``source`` is ``-``."""
     if fmt is not None and fmt not in FORMATS:
         raise DataError(f"--format {fmt!r} is not supported; use one of {list(FORMATS)}.")
     if source != "-":
         path = Path(source)
         if fmt not in (None, path.suffix.lower().lstrip(".")) and path.is_file():
-            raise DataError(f"{path}: --format {fmt} does not match the suffix {path.suffix!r}; the suffix selects the parser.")
+            raise DataError(
+                f"{path}: --format {fmt} does not match the suffix {path.suffix!r}; the suffix selects the parser."
+            )
         if fmt == "lines" or path.suffix.lower() == ".txt":
             return _lines(_read_utf8(path.read_bytes(), str(path)), str(path))
         return _records(path, text_column)
@@ -70,7 +74,9 @@ def _lines(text: str, name: str) -> tuple[list[str], list[int]]:
 
 def _records(path: Path, text_column: str) -> tuple[list[str], list[int]]:
     if path.suffix.lower() not in SUFFIXES and path.exists() and not path.is_dir():
-        raise DataError(f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}. Fix: use .csv, .tsv, .jsonl or .txt.")
+        raise DataError(
+            f"{path}: unsupported file type {path.suffix or '(no suffix)'!r}. Fix: use .csv, .tsv, .jsonl or .txt."
+        )
     # The reader wants a label column too; naming the text column twice means "no label needed".
     try:
         df = read_records(path, text_column=text_column, label_column=text_column)
@@ -94,8 +100,9 @@ def predict_texts(
     name = serving_runtime(model_dir, runtime)
     tokenizer = load_tokenizer(str(model_dir))
     rt = open_runtime(name, model_dir, threads=threads)
-    logits = predict_logits(rt, tokenizer, texts, max_length=max_length_of(model_dir, tokenizer), batch_size=batch_size,
-                            progress=progress)
+    logits = predict_logits(
+        rt, tokenizer, texts, max_length=max_length_of(model_dir, tokenizer), batch_size=batch_size, progress=progress
+    )
     id2label = _id2label(model_dir)
     probs = softmax(logits)
     best = probs.argmax(-1)
@@ -111,7 +118,9 @@ def write_predictions(rows: Iterable[dict[str, Any]], out: TextIO, fmt: str = "j
     """JSON Lines (default) or CSV with a header."""
     rows = list(rows)
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["row", "label", "score"], lineterminator="\n")
+        writer = csv.DictWriter(
+            out, fieldnames=list(rows[0]) if rows else ["row", "label", "score"], lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
     elif fmt == "jsonl":
@@ -138,8 +147,9 @@ def predict_file(
 ) -> str:
     """Read ``source``, predict, write one row per text to ``out``; return the runtime used."""
     texts, lines = read_texts(source, text_column, fmt, stdin)
-    preds, name = predict_texts(model_dir, texts, runtime=runtime, batch_size=batch_size, threads=threads,
-                                progress=progress)
+    preds, name = predict_texts(
+        model_dir, texts, runtime=runtime, batch_size=batch_size, threads=threads, progress=progress
+    )
     rows = ({"row": line, **({"text": t} if with_text else {}), **p} for line, t, p in zip(lines, texts, preds))
     write_predictions(rows, out, out_format)
     return name

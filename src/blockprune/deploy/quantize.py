@@ -45,8 +45,9 @@ def quantize_int8(
     """Write a dynamically int8-quantised copy of the ONNX model ``src`` to ``dst`` (atomically).
 
     ``per_channel`` (default) gives each output row its own scale: on e5-small-mr it halved the
-    largest logit error of per-tensor scales at the same speed (docs/serving.md); ``reduce_range`` uses 7-bit weights, which avoids saturation on CPUs
-    without VNNI (AVX2 only) at some cost in accuracy.
+    largest logit error of per-tensor scales at the same speed (docs/serving.md).
+    ``reduce_range`` uses 7-bit weights, which avoids saturation on CPUs without VNNI (AVX2
+    only) at some cost in accuracy.
     """
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -54,7 +55,9 @@ def quantize_int8(
         raise BlockpruneError("onnxruntime is not installed; install blockprune[onnx].") from err
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise BlockpruneError(f"{src} does not exist; export the float32 model first (blockprune export MODEL --runtime onnx).")
+        raise BlockpruneError(
+            f"{src} does not exist; export the float32 model first (blockprune export MODEL --runtime onnx)."
+        )
     ops = ["MatMul", "Gemm", "Attention"] + (["Gather"] if quantize_embeddings else [])
     excluded = _node_names(src, keep_fp32) if keep_fp32 else []
     root = logging.getLogger()

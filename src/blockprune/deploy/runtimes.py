@@ -62,13 +62,17 @@ class TorchRuntime(Runtime):
         if name == "torch-int8":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.ao deprecation notices
-                model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).float(), {nn.Linear}, dtype=torch.qint8)
+                model = torch.ao.quantization.quantize_dynamic(
+                    copy.deepcopy(model).float(), {nn.Linear}, dtype=torch.qint8
+                )
         self.model, self.name = model, name
         self.input_names = _torch_input_names(model)
 
     def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
         inputs = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in batch.items() if k in self.input_names}
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.name == "torch-bf16" else contextlib.nullcontext()
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if self.name == "torch-bf16" else contextlib.nullcontext()
+        )
         with torch.inference_mode(), autocast:
             out = self.model(**inputs)
         return (out.logits if hasattr(out, "logits") else out[0]).float().numpy()
@@ -157,3 +161,24 @@ def open_runtime(
     if threads:
         torch.set_num_threads(int(threads))
     return TorchRuntime(model, name)
+
+
+def check_deploy_config(deploy: Mapping[str, Any] | None) -> None:
+    """The ``deploy`` config group's values, checked before training (a typo must not wait for the end of a job)."""
+    if not deploy or not deploy.get("runtimes"):
+        return
+    check_runtimes(list(deploy["runtimes"]))
+    for key in ("batch_sizes",):
+        if any(int(b) < 1 for b in deploy.get(key) or [1]):
+            raise ConfigError(f"deploy.{key}={list(deploy.get(key))}: every batch size must be >= 1.")
+    for key in ("warmup", "repeats"):
+        if int(deploy.get(key, 1)) < 1:
+            raise ConfigError(f"deploy.{key}={deploy.get(key)} must be >= 1.")
+    if float(deploy.get("max_accuracy_drop", 0.0)) < 0:
+        raise ConfigError(f"deploy.max_accuracy_drop={deploy.get('max_accuracy_drop')} must be >= 0 (points).")
+    unknown = set(deploy.get("int8") or {}) - {"per_channel", "keep_fp32", "quantize_embeddings", "reduce_range"}
+    if unknown:
+        raise ConfigError(
+            f"deploy.int8 has unknown keys {sorted(unknown)}; known: per_channel, keep_fp32, "
+            "quantize_embeddings, reduce_range."
+        )
