@@ -70,7 +70,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     model = _build_model(cfg, datamodule)
     seq_len = _typical_length(datamodule)
     dense = {"params": count_parameters(model), "flops_per_token": flops_per_token(model, seq_len)["total"]}
-    dense_reference = copy.deepcopy(model).eval() if pruning is not None and cfg.bench.enabled else None
+    deployed = bool(cfg.get("deploy") and cfg.deploy.runtimes)  # deploy times against the dense model too
+    dense_reference = copy.deepcopy(model).eval() if pruning is not None and (cfg.bench.enabled or deployed) else None
     if pruning is not None:
         pruning.patch(model)
     if distillation is not None:
