@@ -156,10 +156,11 @@ def deploy_job(
         }
         write_manifest(folder, record)
         log.info(
-            "deployed %s: fastest verified runtime %s (%.2fx over dense PyTorch fp32 at %s)",
+            "deployed %s: fastest verified runtime %s (%.2fx over %s in PyTorch fp32 at %s)",
             folder,
             fastest,
             record["best"]["speedup"],
+            "the dense model" if dense_reference is not None else "this model",
             largest,
         )
         return record
