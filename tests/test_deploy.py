@@ -250,3 +250,42 @@ def test_deploy_config_is_checked(tmp_path):
         check_deploy_config(make_cfg(tmp_path, ["deploy.runtimes=[onnx,tflite]"]).deploy)
     with pytest.raises(ConfigError, match="deploy.repeats"):
         check_deploy_config(make_cfg(tmp_path, ["deploy=cpu", "deploy.repeats=0"]).deploy)
+
+
+def test_cross_validation_folds_pool_into_one_deploy_section():
+    from blockprune.deploy import pool_deploy
+
+    def fold(n, acc_int8, verified_int8, latency_int8):
+        row = {
+            "n_texts": n,
+            "agreement": 1.0,
+            "max_abs_logit_diff": 0.0,
+            "verified": True,
+            "accuracy": 0.8,
+            "accuracy_drop_points": 0.0,
+            "latency_ms": {"batch_32": 10.0},
+            "speedup_vs_dense_torch": {"batch_32": 1.0},
+        }
+        int8 = {
+            **row,
+            "accuracy": acc_int8,
+            "accuracy_drop_points": (0.8 - acc_int8) * 100,
+            "agreement": 0.9,
+            "max_abs_logit_diff": 0.01,
+            "verified": verified_int8,
+            "latency_ms": {"batch_32": latency_int8},
+            "speedup_vs_dense_torch": {"batch_32": 10.0 / latency_int8},
+        }
+        return {
+            "runtimes": {"torch": row, "onnx-int8": int8},
+            "batch_sizes": [1, 32],
+            "fastest": "onnx-int8",
+            "best": {"runtime": "onnx-int8"},
+        }
+
+    pooled = pool_deploy([fold(100, 0.8, True, 4.0), fold(300, 0.76, True, 5.0)])
+    assert pooled["runtimes"]["onnx-int8"]["accuracy"] == pytest.approx((0.8 * 100 + 0.76 * 300) / 400)
+    assert pooled["runtimes"]["onnx-int8"]["n_texts"] == 400 and pooled["folds"] == 2
+    assert pooled["fastest"] == "onnx-int8" and pooled["best"]["speedup"] == pytest.approx(2.5)
+    # a runtime that failed its re-test in one fold is not served
+    assert pool_deploy([fold(100, 0.8, True, 4.0), fold(100, 0.7, False, 4.0)])["fastest"] == "torch"

@@ -258,3 +258,37 @@ def deploy_after_job(
         max_length=int(datamodule.max_length),
         **settings,
     )
+
+
+def pool_deploy(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One ``deploy`` section for a cross-validation job from its folds' sections: accuracy and
+    agreement pooled over all folds' test texts (weighted by their counts), a runtime verified
+    only when it is in every fold, speed and environment from the first fold (same architecture)."""
+    if not sections:
+        raise ValueError("pool_deploy needs at least one fold's deploy section")
+    first = copy.deepcopy(sections[0])
+    for name, row in first["runtimes"].items():
+        rows = [s["runtimes"][name] for s in sections]
+        n = sum(r["n_texts"] for r in rows)
+        row["n_texts"] = n
+        row["verified"] = all(r["verified"] for r in rows)
+        row["max_abs_logit_diff"] = max(r["max_abs_logit_diff"] for r in rows)
+        for key in ("accuracy", "agreement"):
+            if all(r.get(key) is not None for r in rows):
+                row[key] = sum(r[key] * r["n_texts"] for r in rows) / n
+        drops = [r.get("accuracy_drop_points") for r in rows]
+        if all(d is not None for d in drops):
+            row["accuracy_drop_points"] = sum(d * r["n_texts"] for d, r in zip(drops, rows)) / n
+    verified = [n for n, r in first["runtimes"].items() if r["verified"]]
+    largest = f"batch_{max(first['batch_sizes'])}"
+    fastest = min(verified, key=lambda n: first["runtimes"][n]["latency_ms"][largest])
+    best = first["runtimes"][fastest]
+    first["fastest"] = fastest
+    first["best"] = {
+        **first["best"],
+        "runtime": fastest,
+        "speedup": best["speedup_vs_dense_torch"][largest],
+        "accuracy": best.get("accuracy"),
+    }
+    first["folds"] = len(sections)
+    return first
