@@ -65,7 +65,7 @@ def test_e5_small_mr_unigram_trim():
 
     held_unk = unk_rate(new_tok, heldout)
     assert unk_rate(original, heldout) < 0.001
-    assert held_unk < 0.15  # 200 headlines only: unseen words fall to <unk> (about 5 %)
+    assert held_unk < 0.075  # 200 headlines only: unseen words fall to <unk> (0.0709 measured, deterministic)
     print(
         f"\ne5-small-mr: {stats.to_dict()}\nheld-out unk rate {held_unk:.4f}, "
         f"changed {changed_tokenization_rate(original, new_tok, heldout):.3f}"
@@ -113,4 +113,12 @@ def test_e5_small_mr_folder_roundtrip(tmp_path):
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32)
     assert model.get_input_embeddings().weight.shape[0] == len(tok) == result["vocab_size_after"]
+    # the saved folder computes what the original model computes: same weights apart from the
+    # re-indexed embedding rows (head and pooler copied over, as the original has none)
+    original = AutoModelForSequenceClassification.from_pretrained(E5, num_labels=model.config.num_labels,
+                                                                  dtype=torch.float32).eval()
+    original.load_state_dict({k: v for k, v in model.state_dict().items() if "word_embeddings" not in k}, strict=False)
+    sample = texts[:64]
+    with torch.no_grad():
+        assert torch.equal(logits(model.eval(), tok, sample), logits(original, AutoTokenizer.from_pretrained(E5), sample))
     print(f"\ne5-small-mr folder trim on 1000 headlines: {result}")
