@@ -7,18 +7,16 @@ measured on (a speed-up on a CPU with AMX says little about one with only AVX2).
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import os
 import platform
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-#: CPU flags that decide what int8 and bfloat16 kernels give (VNNI, AVX512-BF16, AMX).
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+from blockprune.machine import CPU_FLAGS, cpu, version
 
+__all__ = ["CPU_FLAGS", "cpu", "environment", "safe", "version"]
 
 def safe(fn: Callable[[], Any]) -> Any:
     """``fn()``, or None where it raises: for purely informational fields."""
@@ -26,28 +24,6 @@ def safe(fn: Callable[[], Any]) -> Any:
         return fn()
     except Exception:  # noqa: BLE001 - purely informational
         return None
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def cpu() -> tuple[str, list[str]]:
-    """The CPU model name and which of :data:`CPU_FLAGS` it has (from /proc/cpuinfo where there is one)."""
-    name, flags = None, None
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if name is None and key.strip().lower() == "model name":
-                name = value.strip()
-            elif flags is None and key.strip().lower() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    return name or platform.processor() or platform.machine(), [f for f in CPU_FLAGS if f in (flags or ())]
 
 
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -8,10 +8,8 @@ recorded, because what int8 / bf16 give depends on the instructions (VNNI, AMX) 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +17,16 @@ import torch
 
 from blockprune.atomic import write_json
 from blockprune.errors import BlockpruneError
+from blockprune.machine import cpu, version
 
 MANIFEST = "deploy.json"
 SCHEMA = "blockprune.deploy/1"
-#: CPU flags that decide what int8 and bfloat16 runtimes give.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-
-
 def cpu_info() -> dict[str, Any]:
     """CPU model, the flags above that it has, core count, threads, library versions."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == (platform.processor() or platform.machine()):
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
+    name, flags = cpu()
     return {
         "cpu": name,
-        "flags": [f for f in CPU_FLAGS if f in flags],
+        "flags": flags,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
