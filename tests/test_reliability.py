@@ -116,6 +116,7 @@ CATALOGUE = {  # case: (overrides, exception, words the message must contain)
     "unknown data-quality policy": (["data.quality.duplicates=maybe"], ConfigError, ["data.quality.duplicates", "drop"]),
     "negative learning rate": (["module.lr=-1"], ConfigError, ["module.lr=-1", "> 0"]),
     "unsupported benchmark dtype": (["bench.dtype=float8"], ConfigError, ["bench.dtype", "float32"]),
+    "unknown serving runtime": (["deploy.runtimes=[onnx,tflite]"], ConfigError, ["tflite", "onnx-int8"]),
     "missing vocabulary corpus": (["vocab.trim=true", "vocab.extra_corpora=[/nonexistent/corpus.csv]"],
                                   ConfigError, ["vocab.extra_corpora", "/nonexistent/corpus.csv"]),
 }

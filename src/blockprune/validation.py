@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from blockprune.deploy import check_deploy_config
 from blockprune.errors import ConfigError
 
 _CPU_PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "bf16-true")
@@ -56,6 +57,7 @@ def check_config(cfg: DictConfig) -> None:
         for key in ("batch_size", "warmup", "repeats"):
             if int(bench.get(key, 1)) < 1:
                 raise ConfigError(f"bench.{key}={bench.get(key)} must be >= 1.")
+    check_deploy_config(cfg.get("deploy"))
     vocab = cfg.get("vocab") or {}
     for path in vocab.get("extra_corpora") or []:
         if not Path(str(path)).is_file():
