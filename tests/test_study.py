@@ -61,6 +61,14 @@ def test_every_job_has_an_offline_wandb_run_and_positive_carbon(study):
 def test_the_report_table_and_plot_are_logged_to_an_offline_wandb_run(study):
     runs = list((study / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    (logged,) = runs[0].rglob("table1_*.table.json")  # the table W&B stores for the run, row by row
+    data = json.loads(logged.read_text())
+    rows = [dict(zip(data["columns"], r)) for r in data["data"]]
+    expected = build_table([study])
+    assert [r["row"] for r in rows] == list(expected["row"])
+    assert [r["accuracy"] for r in rows] == pytest.approx(list(expected["accuracy"]))
+    (image,) = runs[0].rglob("accuracy_vs_speedup_*.png")
+    assert image.read_bytes() == (study / "accuracy_vs_speedup.png").read_bytes()
 
 
 def test_distilled_jobs_logged_both_loss_parts(study):
@@ -72,7 +80,8 @@ def test_distilled_jobs_logged_both_loss_parts(study):
         assert "train/kd_loss_epoch" in header and "train/ce_loss_epoch" in header
 
 
-def test_analysis_notebook_runs_on_the_study(study):
+def _run_notebook(study: Path) -> list:
+    """Execute notebooks/study_analysis.ipynb on ``study``; the outputs of its code cells."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -83,7 +92,11 @@ def test_analysis_notebook_runs_on_the_study(study):
                        resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     finally:
         del os.environ["BLOCKPRUNE_STUDY"]
-    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def test_analysis_notebook_runs_on_the_study(study):
+    outputs = _run_notebook(study)
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("75% + KD" in json.dumps(o) for o in outputs)
 
@@ -91,7 +104,7 @@ def test_analysis_notebook_runs_on_the_study(study):
 def test_precision_flag_reaches_the_trainer(tmp_path):
     from hydra.utils import instantiate
 
-    from jobs import make_cfg
+    from helpers.jobs import make_cfg
 
     cfg = make_cfg(tmp_path, ["trainer.precision=bf16-mixed"])
     trainer = instantiate(cfg.trainer, logger=False)
@@ -109,3 +122,39 @@ def test_cli_report_and_bench_read_the_study(study, tmp_path, capsys):
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert set(bench["cells"][0]["results"]) == {"baseline", "75% pruning"}
     assert main(["bench", str(tmp_path / "missing"), str(study / "baseline")]) == 2
+
+
+@pytest.fixture(scope="module")
+def study_given_baseline(study, tmp_path_factory) -> Path:
+    """`blockprune table1 --baseline <first study's baseline>`: one pruned job, one that fails (sparsity 1.5)."""
+    out = tmp_path_factory.mktemp("study_given_baseline")
+    code = run_study("table1_tiny", out, [f"paths.cache_dir={study / 'cache'}", "study.sparsities=[0.5,1.5]",
+                                          "study.distill=[off]"], baseline=str(study / "baseline"))
+    assert code == 1  # the failed job fails the command, after the report is written
+    return out
+
+
+def test_the_study_folder_records_where_its_baseline_is(study, study_given_baseline):
+    own = json.loads((study / "study.json").read_text())
+    assert own["baselines"] == [str((study / "baseline").resolve())] and not own["baseline_given"]
+    given = json.loads((study_given_baseline / "study.json").read_text())
+    assert given["baselines"] == [str((study / "baseline").resolve())] and given["baseline_given"]
+    assert not (study_given_baseline / "baseline").exists()
+
+
+def test_report_and_plot_of_a_study_with_a_given_baseline_and_a_failed_row(study, study_given_baseline):
+    table = build_table([study_given_baseline])  # the study folder alone, as the notebook reads it
+    assert list(table["row"]) == ["baseline", "50% pruning", "150% pruning"]
+    assert list(table["status"]) == ["completed", "completed", "failed"]
+    assert table["job_dir"][0] == str((study / "baseline").resolve())
+    pruned = table.iloc[1]
+    assert pruned["diff_acc"] == pytest.approx(pruned["accuracy"] - table["accuracy"][0], abs=1e-6)  # paired with it
+    assert (study_given_baseline / "table1.md").read_text().count("\n| ") == 3
+    assert (study_given_baseline / "accuracy_vs_speedup.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_analysis_notebook_runs_on_a_study_with_a_given_baseline_and_a_failed_row(study_given_baseline):
+    outputs = _run_notebook(study_given_baseline)
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps(outputs)
+    assert "50% pruning" in text and "1 not completed" in text

@@ -93,7 +93,26 @@ def job_row(job: Path) -> dict[str, Any]:
     return row
 
 
+#: Written by ``blockprune table1`` into the study folder: where its baseline(s) live.
+STUDY_FILE = "study.json"
+
+
+def with_study_baselines(folders: list[str | Path]) -> list[Path]:
+    """``folders`` plus the baselines their ``study.json`` names (a ``--baseline`` outside the study)."""
+    out = [Path(f) for f in folders]
+    for folder in list(out):
+        record = folder / STUDY_FILE
+        if record.is_file():
+            for base in json.loads(record.read_text(encoding="utf-8")).get("baselines", []):
+                base = Path(base).resolve()
+                if base.exists() and not any(f.resolve() in (base, *base.parents) for f in out):
+                    out.append(base)
+    return out
+
+
 def build_table(folders: list[str | Path]) -> pd.DataFrame:
+    """One row per job under ``folders`` (and the baselines their study.json names)."""
+    folders = with_study_baselines(folders)
     rows = [job_row(j) for j in find_jobs(folders)]
     if not rows:
         raise FileNotFoundError(f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}")

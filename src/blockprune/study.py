@@ -19,9 +19,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from blockprune.atomic import write_json
 from blockprune.errors import BlockpruneError
 from blockprune.config import CONFIG_DIR, entry_script, project_root
-from blockprune.report import log_to_wandb, write_report
+from blockprune.report import STUDY_FILE, log_to_wandb, write_report
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,25 @@ def run_study(
     out = Path(out_dir or project_root() / "outputs" / "table1" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     seeds = study.get("seeds") or [None]
     runs = [(out, overrides) if s is None else (out / f"seed_{s}", [*overrides, f"seed={s}"]) for s in seeds]
+    write_study_record(out, preset, overrides, baseline, [o for o, _ in runs])
     sweep_code = max(_study_one_seed(preset, o, ov, baseline, study) for o, ov in runs)
-    table = write_report([out] + ([Path(baseline)] if baseline else []), out)
+    table = write_report([out], out)  # the baseline is found through study.json, as the notebook finds it
     log_to_wandb(table, out, group=study.get("group", preset))
     log.info("study: report in %s\n%s", out, table[["row", "status", "params_M", "speedup", "accuracy"]])
     return sweep_code
+
+
+def write_study_record(out: Path, preset: str, overrides: list[str], baseline: str | None, seed_dirs: list[Path]) -> None:
+    """``study.json``: what the study ran and where each baseline lives, so that the report, the
+    notebook and the plot find a baseline given with ``--baseline`` (outside the study folder).
+    Written before any job runs: a study that fails half-way still says where its baseline is."""
+    baselines = [str(Path(baseline).resolve())] if baseline else [str((d / "baseline").resolve()) for d in seed_dirs]
+    write_json(out / STUDY_FILE, {
+        "preset": preset,
+        "overrides": overrides,  # write_json masks secrets
+        "baselines": baselines,
+        "baseline_given": baseline is not None,
+    })
 
 
 def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str | None, study: dict) -> int:
