@@ -195,3 +195,17 @@ def test_bad_fold_count_is_a_config_error_before_any_fit(tmp_path, folds):
     cfg = make_cfg(tmp_path, [f"data.cv_folds={folds!r}" if isinstance(folds, str) else f"data.cv_folds={folds}"])
     with pytest.raises(ConfigError, match="data.cv_folds: must be an integer >= 2"):
         cross_validate(cfg, fit=lambda c: pytest.fail("no fit may run"))
+
+
+@pytest.mark.parametrize(("n", "world"), [(7, 3), (8, 2), (5, 4)])
+def test_ddp_test_predictions_merge_back_into_dataset_order(n, world):
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    from blockprune.module import merge_rank_shares
+
+    preds = [10 + i for i in range(n)]
+    shares = [
+        [preds[i] for i in UnrepeatedDistributedSampler(range(n), num_replicas=world, rank=r, shuffle=False)]
+        for r in range(world)
+    ]
+    assert merge_rank_shares(shares) == preds

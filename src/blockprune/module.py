@@ -18,6 +18,15 @@ SCORES_SUFFIX = "mask_scores"
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layernorm", "layer_norm")
 
 
+def merge_rank_shares(shares: list[list[int]]) -> list[int]:
+    """Per-example results of the DDP ranks back in dataset order: rank ``r`` of ``w`` evaluated
+    examples ``r, r + w, r + 2w, ...`` (``UnrepeatedDistributedSampler`` without shuffling)."""
+    merged = [0] * sum(map(len, shares))
+    for rank, share in enumerate(shares):
+        merged[rank :: len(shares)] = share
+    return merged
+
+
 class ClassifierModule(L.LightningModule):
     """Fine-tunes (and, with the pruning and distillation callbacks, prunes and distils) a classifier.
 
@@ -97,17 +106,15 @@ class ClassifierModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         local = torch.cat(self._test_batches).tolist() if self._test_batches else []
         self._test_batches = []
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        world = torch.distributed.get_world_size() if distributed else 1
         if world == 1:
             self.test_predictions = local
             return
         # Under DDP each rank tested examples rank, rank + world, ... (UnrepeatedDistributedSampler).
         shares: list[list[int]] = [[] for _ in range(world)]
         torch.distributed.all_gather_object(shares, local)
-        merged = [0] * sum(map(len, shares))
-        for rank, share in enumerate(shares):
-            merged[rank::world] = share
-        self.test_predictions = merged
+        self.test_predictions = merge_rank_shares(shares)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "scores": []}
