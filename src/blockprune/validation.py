@@ -57,6 +57,11 @@ def check_config(cfg: DictConfig) -> None:
         for key in ("batch_size", "warmup", "repeats"):
             if int(bench.get(key, 1)) < 1:
                 raise ConfigError(f"bench.{key}={bench.get(key)} must be >= 1.")
+    if (cfg.get("data") or {}).get("bucket_by_length") and "ddp" in str(cfg.trainer.get("strategy", "")):
+        raise ConfigError(
+            "data.bucket_by_length=true with trainer.strategy=ddp: Lightning cannot shard a length-bucketed "
+            "batch sampler. Fix: data.bucket_by_length=false for DDP jobs."
+        )
     check_deploy_config(cfg.get("deploy"))
     vocab = cfg.get("vocab") or {}
     for path in vocab.get("extra_corpora") or []:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from blockprune.atomic import write_json
 from blockprune.data import download
+from blockprune.data.buckets import LengthBucketBatchSampler
 from blockprune.data.quality import QualityReport, clean_records, resolve_policy
 from blockprune.data.reading import read_records
 from blockprune.data.splits import SPLITS, check_splits, cv_split, example_ids, split_records
@@ -63,6 +64,9 @@ class _Encoded(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def lengths(self) -> list[int]:
+        return [b - a for a, b in zip(self.offsets, self.offsets[1:])]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         a, b = self.offsets[i], self.offsets[i + 1]
@@ -122,6 +126,7 @@ class TextClassificationDataModule(LightningDataModule):
         download_dir: str | None = None,
         cv_folds: int | None = None,
         cv_fold: int | None = None,
+        bucket_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.tokenizer_name = str(tokenizer)
@@ -142,6 +147,7 @@ class TextClassificationDataModule(LightningDataModule):
         self.cache_dir = cache_dir
         self.cv_folds = cv_folds
         self.cv_fold = 0 if cv_fold is None else cv_fold
+        self.bucket_by_length = bool(bucket_by_length)
         self._validate_args()
         self._tokenizer: Any = None
         self._prepared = False
@@ -295,11 +301,17 @@ class TextClassificationDataModule(LightningDataModule):
             key = "data.test_file" if split == "test" and not self.file else "data.split"
             raise ConfigError(f"the {split} split is empty. Fix: set {key} so that it gets rows.")
         gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if shuffle and self.bucket_by_length:
+            batching = {"batch_sampler": LengthBucketBatchSampler(ds.lengths(), self.batch_size, gen)}
+        else:
+            batching = {
+                "batch_size": self.batch_size if split == "train" else self.eval_batch_size,
+                "shuffle": shuffle,
+                "sampler": None if shuffle else _eval_sampler(ds),
+            }
         return DataLoader(
             ds,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else _eval_sampler(ds),
+            **batching,
             generator=gen,
             collate_fn=_Collate(self.tokenizer),
             num_workers=self.num_workers,
