@@ -37,16 +37,16 @@ def result():
     torch.set_num_threads(3)  # not the benchmark's threads=1: "restored" must mean back to 3
     try:
         out = benchmark_models(
-        models,
-        batch_sizes=(1, 4),
-        seq_lens=(None, 32, 128),  # 128 > max positions (64): skipped with a note
-        typical_seq_len=12,
-        dtypes=("float32", "float16"),  # float16 skipped on CPU with a note
-        warmup=1,
-        repeats=3,
-        threads=1,
-        progress=False,
-        max_tokens=100,  # 4 x 32 = 128 tokens: skipped
+            models,
+            batch_sizes=(1, 4),
+            seq_lens=(None, 32, 128),  # 128 > max positions (64): skipped with a note
+            typical_seq_len=12,
+            dtypes=("float32", "float16"),  # float16 skipped on CPU with a note
+            warmup=1,
+            repeats=3,
+            threads=1,
+            progress=False,
+            max_tokens=100,  # 4 x 32 = 128 tokens: skipped
         )
         out["_threads_after"] = torch.get_num_threads()
     finally:

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from helpers.paths import ROOT
 
 RESULTS = ROOT / "docs" / "results"

@@ -64,7 +64,9 @@ def test_print_config_command(tmp_path):
 
     out = subprocess.run(
         [sys.executable, str(entry_script()), "--cfg", "job", "prune=block"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "sparsity: 0.5" in out and "_target_: blockprune.pruning.BlockPruning" in out
 

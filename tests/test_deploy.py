@@ -13,8 +13,8 @@ from blockprune.cli import main as cli
 from blockprune.data.reading import read_records
 from blockprune.deploy import FILES, RUNTIMES, deploy_job, export_runtime, open_runtime, read_manifest
 from blockprune.deploy.inference import predict_logits
-from blockprune.machine import CPU_FLAGS
 from blockprune.errors import ConfigError
+from blockprune.machine import CPU_FLAGS
 from blockprune.models import load_model, load_tokenizer
 from helpers.jobs import make_cfg
 from helpers.paths import SHC_CSV

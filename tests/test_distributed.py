@@ -14,17 +14,38 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from blockprune import load_model
-from blockprune.distributed import config_flags
 from blockprune.config import entry_script, project_root
+from blockprune.distributed import config_flags
 from blockprune.evaluation import evaluate_texts
 from blockprune.models import build_tiny_classifier
 
-LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan", "Politics",
-          "Sports", "Tech", "Travel"]  # MahaNews SHC's, for a teacher the jobs accept
+LABELS = [
+    "Auto",
+    "Bhakti",
+    "Crime",
+    "Education",
+    "Fashion",
+    "Health",
+    "International",
+    "Manoranjan",
+    "Politics",
+    "Sports",
+    "Tech",
+    "Travel",
+]  # MahaNews SHC's, for a teacher the jobs accept
 
-TINY = ["model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-        "logger=default", "callbacks=no_carbon", "bench.repeats=2", "bench.warmup=1",
-        "data.limit={train: 64, val: 31, test: 33}"]  # odd sizes: a padding sampler would repeat an example
+TINY = [
+    "model=tiny",
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.max_epochs=1",
+    "logger=default",
+    "callbacks=no_carbon",
+    "bench.repeats=2",
+    "bench.warmup=1",
+    "data.limit={train: 64, val: 31, test: 33}",
+]  # odd sizes: a padding sampler would repeat an example
 
 
 @pytest.mark.slow
@@ -34,12 +55,27 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
     cwd.mkdir()
     labels = {label: i for i, label in enumerate(LABELS)}
     build_tiny_classifier(str(e5_dir), len(labels), {i: k for k, i in labels.items()}, labels, seed=7).save_pretrained(
-        tmp_path / "teacher")
+        tmp_path / "teacher"
+    )
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY, f"paths.cache_dir={tmp_path / 'cache'}",
-         "prune=block", "prune.sparsity=0.25,0.5", "prune.attention_block=head", "distill=on",
-         f"distill.teacher={tmp_path / 'teacher'}", f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, cwd=cwd, timeout=900, env={**os.environ, "WANDB_MODE": "offline"},
+        [
+            sys.executable,
+            str(entry_script()),
+            "-m",
+            *TINY,
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "prune=block",
+            "prune.sparsity=0.25,0.5",
+            "prune.attention_block=head",
+            "distill=on",
+            f"distill.teacher={tmp_path / 'teacher'}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        env={**os.environ, "WANDB_MODE": "offline"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]  # no sweep per rank
@@ -63,8 +99,9 @@ def test_a_ddp_sweep_writes_one_folder_and_one_results_file_per_job_with_exact_m
         texts, labels = datamodule.texts("test"), datamodule.labels("test")
         assert len(texts) == 33
         model = load_model(results["model_dir"])
-        single = evaluate_texts(model, AutoTokenizer.from_pretrained(results["model_dir"]), texts, labels,
-                                datamodule.max_length)
+        single = evaluate_texts(
+            model, AutoTokenizer.from_pretrained(results["model_dir"]), texts, labels, datamodule.max_length
+        )
         assert results["metrics_compacted"]["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
 
 
@@ -79,10 +116,21 @@ def test_a_ddp_job_failing_during_training_does_not_end_the_next_job_of_the_swee
     Lightning's process observer must not end job 1 for it."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY, "logger=csv", f"paths.cache_dir={tmp_path / 'cache'}",
-         "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.stop.monitor=nope,val/acc",
-         f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=900,
+        [
+            sys.executable,
+            str(entry_script()),
+            "-m",
+            *TINY,
+            "logger=csv",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+            "+callbacks.stop.monitor=nope,val/acc",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]  # FailedJobsExit, not a kill (137)
     first, second = (json.loads((sweep / job / "results.json").read_text()) for job in ("0", "1"))

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
-from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
-
 from blockprune.bench import benchmark_models  # noqa: E402
 from blockprune.deploy.onnx_export import OnnxRuntimeClassifier, check_onnx, export_onnx  # noqa: E402
+from helpers.tiny_bert import compact_layer, make_compacted, make_tiny
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,8 @@ sys.modules["torch"] = None; sys.modules["blockprune"] = None; sys.modules["tran
 import numpy as np, onnxruntime as ort
 ids = np.load({str(tmp_path / "ids.npy")!r})
 s = ort.InferenceSession({str(path)!r}, providers=["CPUExecutionProvider"])
-out = s.run(["logits"], {{"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}})[0]
+feed = {{"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}}
+out = s.run(["logits"], feed)[0]
 np.save({str(tmp_path / "out.npy")!r}, out)
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

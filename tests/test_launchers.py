@@ -14,11 +14,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from blockprune.errors import BlockpruneError
 from blockprune.config import CONFIG_DIR, entry_script
+from blockprune.errors import BlockpruneError
 from blockprune.report import build_table
 from blockprune.study import run_study
-
 from helpers.jobs import TINY_CLI as TINY
 
 LAUNCHERS = {
@@ -36,7 +35,11 @@ def cache(tmp_path_factory) -> str:
 def _sweep(args: list[str], tmp_path: Path, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(entry_script()), "-m", *TINY, cache, *args],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=env,
     )
 
 
@@ -48,8 +51,9 @@ def _launcher_of(job: Path) -> str:
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_a_sweep_through_a_launcher_leaves_every_job_folder_the_report_reads(launcher, tmp_path, cache):
     sweep = tmp_path / "sweep"
-    proc = _sweep([*LAUNCHERS[launcher], "prune=block", "prune.sparsity=0.25,0.5", f"hydra.sweep.dir={sweep}"],
-                  tmp_path, cache)
+    proc = _sweep(
+        [*LAUNCHERS[launcher], "prune=block", "prune.sparsity=0.25,0.5", f"hydra.sweep.dir={sweep}"], tmp_path, cache
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = build_table([sweep])
     assert list(table["row"]) == ["25% pruning", "50% pruning"]
@@ -61,8 +65,9 @@ def test_a_sweep_through_a_launcher_leaves_every_job_folder_the_report_reads(lau
 
 def test_a_failed_job_in_a_joblib_sweep_fails_the_command_after_the_others_finished(tmp_path, cache):
     sweep = tmp_path / "sweep"
-    proc = _sweep([*LAUNCHERS["joblib"], "prune=block", "prune.sparsity=0.5,1.5", f"hydra.sweep.dir={sweep}"],
-                  tmp_path, cache)
+    proc = _sweep(
+        [*LAUNCHERS["joblib"], "prune=block", "prune.sparsity=0.5,1.5", f"hydra.sweep.dir={sweep}"], tmp_path, cache
+    )
     assert proc.returncode == 1  # blockprune.failure.FailedJobsExit, in the launching process
     assert "1 job(s) failed" in proc.stdout + proc.stderr
     assert json.loads((sweep / "0" / "results.json").read_text())["status"] == "completed"
@@ -85,8 +90,14 @@ def test_the_slurm_preset_and_the_plugins_submitit_slurm_compose():
     assert preset.name == "train"  # ${task_name}, not the plugin's "main"
     edited = _launcher_config(["hydra/launcher=slurm", "hydra.launcher.partition=a100", "hydra.launcher.qos=high"])
     assert (edited.partition, edited.qos, edited.timeout_min) == ("a100", "high", 240)
-    plugin = _launcher_config(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
-                               "hydra.launcher.gpus_per_node=2", "hydra.launcher.tasks_per_node=2"])
+    plugin = _launcher_config(
+        [
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.gpus_per_node=2",
+            "hydra.launcher.tasks_per_node=2",
+        ]
+    )
     assert (plugin.partition, plugin.gpus_per_node, plugin.tasks_per_node) == ("gpu", 2, 2)
     assert (plugin.timeout_min, plugin.array_parallelism) == (60, 256)  # the plugin's own defaults
 
@@ -97,12 +108,30 @@ def test_the_slurm_preset_runs_a_sweep_as_one_job_array_on_a_stand_in_slurm(tmp_
     real sbatch script, the stand-in runs the array tasks here with SLURM's variables set."""
     env = {**os.environ, "PATH": f"{Path(__file__).parent / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     sweep = tmp_path / "sweep"
-    proc = _sweep(["hydra/launcher=slurm", "hydra.launcher.partition=debug", "prune=block", "prune.sparsity=0.25,0.5",
-                   f"hydra.sweep.dir={sweep}"], tmp_path, cache, env)
+    proc = _sweep(
+        [
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=debug",
+            "prune=block",
+            "prune.sparsity=0.25,0.5",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+        cache,
+        env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     script = next((sweep / ".submitit").glob("*/*_submission.sh")).read_text()
-    for flag in ("array=0-1%2", "partition=debug", "gpus-per-node=1", "ntasks-per-node=1", "cpus-per-task=8",
-                 "mem=32GB", "time=240", "job-name=train"):
+    for flag in (
+        "array=0-1%2",
+        "partition=debug",
+        "gpus-per-node=1",
+        "ntasks-per-node=1",
+        "cpus-per-task=8",
+        "mem=32GB",
+        "time=240",
+        "job-name=train",
+    ):
         assert f"#SBATCH --{flag}\n" in script
     assert (build_table([sweep])["status"] == "completed").all()
     assert [_launcher_of(sweep / n) for n in ("0", "1")] == ["slurm"] * 2

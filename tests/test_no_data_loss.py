@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.toy_vocab import CORPUS, tiny_bert, wordpiece_tokenizer
 
 from blockprune.atomic import MARKER, MODEL_KIND, OutputExistsError, atomic_path, check_output
 from blockprune.cli import main as cli_main
+from helpers.toy_vocab import CORPUS, tiny_bert, wordpiece_tokenizer
 
 
 def user_folder(path: Path) -> Path:
@@ -58,7 +58,9 @@ def test_a_folder_output_replaces_its_own_earlier_output_and_overwrite_replaces_
         with atomic_path(out, kind=MODEL_KIND) as tmp:
             tmp.mkdir()
             (tmp / "config.json").write_text(text)
-    assert (out / "config.json").read_text() == "second" and json.loads((out / MARKER).read_text())["kind"] == MODEL_KIND
+    assert (out / "config.json").read_text() == "second" and json.loads((out / MARKER).read_text())[
+        "kind"
+    ] == MODEL_KIND
     with pytest.raises(OutputExistsError):  # a marker of another kind is not ours to replace
         check_output(out, "other-kind")
     unmarked = tmp_path / "legacy"  # saved before markers: replaced only if the new output rewrites every entry
@@ -109,13 +111,19 @@ def test_download_cache_never_replaces_a_folder(tmp_path):
 
 
 def test_model_save_refuses_a_folder_it_did_not_write(tmp_path):
+    from blockprune.main import train
     from helpers.jobs import make_cfg
 
-    from blockprune.main import train
-
     folder = user_folder(tmp_path / "model")  # a job's output folder that already holds a user's "model/"
-    cfg = make_cfg(tmp_path, ["trainer.max_epochs=1", "data.limit={train: 32, val: 16, test: 16}", "bench.enabled=false",
-                              "callbacks=no_carbon"])
+    cfg = make_cfg(
+        tmp_path,
+        [
+            "trainer.max_epochs=1",
+            "data.limit={train: 32, val: 16, test: 16}",
+            "bench.enabled=false",
+            "callbacks=no_carbon",
+        ],
+    )
     with pytest.raises(OutputExistsError, match="--overwrite") as err:
         train(cfg)
     assert str(folder) in str(err.value) and survives(folder)

@@ -13,19 +13,21 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from blockprune.errors import ConfigError, DataError
 from blockprune.config import entry_script
+from blockprune.errors import ConfigError, DataError
 from blockprune.main import train
 from blockprune.report import build_table
-
-from helpers.jobs import TINY_CLI as TINY, make_cfg
-
+from helpers.jobs import TINY_CLI as TINY
+from helpers.jobs import make_cfg
 
 
 def _train(args: list[str], tmp_path: Path, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(entry_script()), *flags, *TINY, f"paths.cache_dir={tmp_path / 'cache'}", *args],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
 
 
@@ -43,8 +45,9 @@ def test_one_failed_job_does_not_take_the_sweep_down(tmp_path):
     """1 failing job of 7 (the 4th): the other 6 finish with their results and models."""
     sweep = tmp_path / "sweep"
     sparsities = ["0.1", "0.2", "0.3", "1.5", "0.4", "0.5", "0.6"]
-    proc = _train(["prune=block", f"prune.sparsity={','.join(sparsities)}", f"hydra.sweep.dir={sweep}"], tmp_path,
-                  flags=("-m",))
+    proc = _train(
+        ["prune=block", f"prune.sparsity={','.join(sparsities)}", f"hydra.sweep.dir={sweep}"], tmp_path, flags=("-m",)
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]  # FailedJobsExit's code: not a crash or a kill (137)
     results = [json.loads((sweep / str(i) / "results.json").read_text()) for i in range(7)]
     assert [r["status"] for r in results] == ["completed"] * 3 + ["failed"] + ["completed"] * 3
@@ -58,6 +61,7 @@ def test_one_failed_job_does_not_take_the_sweep_down(tmp_path):
 
 # --- Early validation: every class of bad config or bad input fails before training, with a
 # message naming the key (or file) and what is allowed, and leaves no output behind.
+
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory, e5_dir):
@@ -92,33 +96,67 @@ def teachers(tmp_path_factory, e5_dir):
 CATALOGUE = {  # case: (overrides, exception, words the message must contain)
     "sparsity outside [0,1)": (["prune=block", "prune.sparsity=1.5"], ConfigError, ["prune.sparsity=1.5", "[0, 1)"]),
     "unknown pruning method": (["prune=block", "prune.method=magnitude"], ConfigError, ["prune.method", "topk"]),
-    "block shape not dividing a layer": (["prune=block", "prune.sparsity=0.5", "prune.attention_block=[48,48]"],
-                                         ConfigError, ["attention_block", "48"]),
-    "teacher with other labels": (["distill=on", "distill.teacher={other_labels}"], ConfigError,
-                                  ["distill.teacher", "labels"]),
-    "teacher with another tokenizer": (["distill=on", "distill.teacher={other_vocab}"], ConfigError,
-                                       ["distill.teacher", "vocabulary", "tokenizer"]),
-    "teacher with another tokenizer of the same size": (["distill=on", "distill.teacher={other_tokenizer}"],
-                                                        ConfigError, ["distill.teacher", "2 pieces have other ids"]),
+    "block shape not dividing a layer": (
+        ["prune=block", "prune.sparsity=0.5", "prune.attention_block=[48,48]"],
+        ConfigError,
+        ["attention_block", "48"],
+    ),
+    "teacher with other labels": (
+        ["distill=on", "distill.teacher={other_labels}"],
+        ConfigError,
+        ["distill.teacher", "labels"],
+    ),
+    "teacher with another tokenizer": (
+        ["distill=on", "distill.teacher={other_vocab}"],
+        ConfigError,
+        ["distill.teacher", "vocabulary", "tokenizer"],
+    ),
+    "teacher with another tokenizer of the same size": (
+        ["distill=on", "distill.teacher={other_tokenizer}"],
+        ConfigError,
+        ["distill.teacher", "2 pieces have other ids"],
+    ),
     "distillation without a teacher": (["distill=on"], ConfigError, ["distill.teacher", "init_from"]),
-    "distillation temperature <= 0": (["distill=on", "distill.teacher={other_vocab}", "distill.temperature=0"],
-                                      ConfigError, ["distill.temperature=0", "> 0"]),
-    "fp16 precision on a CPU": (["trainer.precision=16-mixed"], ConfigError, ["trainer.precision=16-mixed", "bf16-mixed"]),
+    "distillation temperature <= 0": (
+        ["distill=on", "distill.teacher={other_vocab}", "distill.temperature=0"],
+        ConfigError,
+        ["distill.temperature=0", "> 0"],
+    ),
+    "fp16 precision on a CPU": (
+        ["trainer.precision=16-mixed"],
+        ConfigError,
+        ["trainer.precision=16-mixed", "bf16-mixed"],
+    ),
     "unknown precision": (["trainer.precision=fp8"], ConfigError, ["trainer.precision=fp8", "Allowed here"]),
-    **({} if torch.cuda.is_available() else {  # a GPU machine runs this job: nothing to refuse
-        "GPU accelerator without a GPU": (["trainer.accelerator=gpu"], ConfigError, ["trainer.accelerator=gpu", "trainer=cpu"]),
-    }),
+    **(
+        {}
+        if torch.cuda.is_available()
+        else {  # a GPU machine runs this job: nothing to refuse
+            "GPU accelerator without a GPU": (
+                ["trainer.accelerator=gpu"],
+                ConfigError,
+                ["trainer.accelerator=gpu", "trainer=cpu"],
+            ),
+        }
+    ),
     "missing data file": (["data.file=/nonexistent/news.csv"], DataError, ["/nonexistent/news.csv", "not found"]),
     "missing text column": (["data.text_column=Headline"], DataError, ["Headline", "data.text_column"]),
     "missing init_from folder": (["init_from=/nonexistent/model"], ConfigError, ["init_from=/nonexistent/model"]),
     "max_length beyond the model": (["data.max_length=100000"], ConfigError, ["data.max_length=100000", "512"]),
     "resume=true without a checkpoint": (["resume=true"], ConfigError, ["resume=true", "last.ckpt"]),
-    "unknown data-quality policy": (["data.quality.duplicates=maybe"], ConfigError, ["data.quality.duplicates", "drop"]),
+    "unknown data-quality policy": (
+        ["data.quality.duplicates=maybe"],
+        ConfigError,
+        ["data.quality.duplicates", "drop"],
+    ),
     "negative learning rate": (["module.lr=-1"], ConfigError, ["module.lr=-1", "> 0"]),
     "unsupported benchmark dtype": (["bench.dtype=float8"], ConfigError, ["bench.dtype", "float32"]),
     "unknown serving runtime": (["deploy.runtimes=[onnx,tflite]"], ConfigError, ["tflite", "onnx-int8"]),
-    "missing vocabulary corpus": (["vocab.trim=true", "vocab.extra_corpora=[/nonexistent/corpus.csv]"],
-                                  ConfigError, ["vocab.extra_corpora", "/nonexistent/corpus.csv"]),
+    "missing vocabulary corpus": (
+        ["vocab.trim=true", "vocab.extra_corpora=[/nonexistent/corpus.csv]"],
+        ConfigError,
+        ["vocab.extra_corpora", "/nonexistent/corpus.csv"],
+    ),
 }
 
 
@@ -139,11 +177,14 @@ def test_bad_config_fails_before_training_naming_the_key_and_writes_nothing(case
     assert not written, f"{case}: left output behind: {written}"
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["prune=magnitude"], ["prune/magnitude", "block", "none"]),  # unknown group option
-    (["module.lrr=1e-4"], ["module.lrr"]),  # misspelt key
-    (["trainer=tpu"], ["trainer/tpu", "cpu"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["prune=magnitude"], ["prune/magnitude", "block", "none"]),  # unknown group option
+        (["module.lrr=1e-4"], ["module.lrr"]),  # misspelt key
+        (["trainer=tpu"], ["trainer/tpu", "cpu"]),
+    ],
+)
 def test_unknown_options_and_keys_are_refused_by_hydra_listing_what_exists(overrides, words, tmp_path):
     from hydra.errors import HydraException
 
@@ -199,17 +240,40 @@ def test_no_token_or_api_key_appears_in_any_file_a_submitit_sweep_writes(tmp_pat
     env = {**os.environ, "HF_TOKEN": env_token, "WANDB_API_KEY": env_key, "WANDB_MODE": "offline"}
     sha = hashlib.sha256(shc_csv.read_bytes()).hexdigest()
     proc = subprocess.run(
-        [sys.executable, str(entry_script()), "-m", *TINY, "logger=default", "hydra/launcher=submitit_local",
-         "hydra.launcher.timeout_min=10", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
-         f"+model.hub_token={config_token}", f"+model.password='{spaced} {spaced}'", f"+model.creds={{user: me, key: {cred}}}",
-         f"data.file={{url: '{data_server}?token={url_token}', sha256: {sha}}}", f"data.download_dir={tmp_path / 'dl'}"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
+        [
+            sys.executable,
+            str(entry_script()),
+            "-m",
+            *TINY,
+            "logger=default",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={sweep}",
+            f"+model.hub_token={config_token}",
+            f"+model.password='{spaced} {spaced}'",
+            f"+model.creds={{user: me, key: {cred}}}",
+            f"data.file={{url: '{data_server}?token={url_token}', sha256: {sha}}}",
+            f"data.download_dir={tmp_path / 'dl'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = [p for p in sweep.rglob("*") if p.is_file()]
     names = {p.name for p in files}
-    assert {"results.json", "data_report.json", "config.yaml", "overrides.yaml", "multirun.yaml", "last.ckpt",
-            "metrics.csv"} <= names
+    assert {
+        "results.json",
+        "data_report.json",
+        "config.yaml",
+        "overrides.yaml",
+        "multirun.yaml",
+        "last.ckpt",
+        "metrics.csv",
+    } <= names
     assert any(n.endswith("_submitted.pkl") for n in names) and any(n.endswith("_result.pkl") for n in names)
     assert any("wandb" in p.parts for p in files)
     for path in files:
@@ -232,14 +296,17 @@ def test_a_failure_record_masks_secrets_in_its_error_and_traceback(tmp_path):
     except DataError as err:
         import traceback
 
-        write_json(tmp_path / "results.json", {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                                               "traceback": traceback.format_exc()})
+        write_json(
+            tmp_path / "results.json",
+            {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()},
+        )
     text = (tmp_path / "results.json").read_text()
     assert secret not in text and "pw@" not in text
     assert "https://***@host.org/x.csv?***" in json.loads(text)["error"]
 
 
 # --- Atomic outputs and odd inputs
+
 
 def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     import torch
@@ -292,9 +359,10 @@ def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_pat
     import csv
     import io
 
+    from transformers import AutoTokenizer
+
     from blockprune import load_model
     from blockprune.evaluation import evaluate_texts, predict_texts
-    from transformers import AutoTokenizer
 
     labels = {"sports": "क्रीडा", "politics": "राजकारण", "business": "व्यापार"}
     rows = [(f"बातमी {word} क्रमांक {i} " + "शब्द " * (i % 5), label) for label, word in labels.items() for i in range(24)]

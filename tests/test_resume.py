@@ -21,9 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from blockprune.config import entry_script
 from blockprune.distill import Distillation
 from blockprune.errors import ConfigError
-from blockprune.config import entry_script
 from blockprune.models import build_tiny_classifier
 from blockprune.resume import find_checkpoint
 from helpers.paths import E5_DIR
@@ -31,27 +31,66 @@ from helpers.paths import E5_DIR
 TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH, EPOCHS = 8, 3
 JOB = [
-    "model=tiny", "trainer=cpu", f"trainer.max_epochs={EPOCHS}", "logger=csv", "callbacks=no_carbon",
-    "bench.enabled=false", "data.limit={train: 64, val: 32, test: 32}", "data.batch_size=8", "data.num_workers=0",
-    "module.lr=1e-3", "prune=block", "prune.sparsity=0.5", "prune.attention_block=head",
-    "callbacks.last_checkpoint.every_n_train_steps=3", "callbacks.last_checkpoint.every_n_minutes=0",
+    "model=tiny",
+    "trainer=cpu",
+    f"trainer.max_epochs={EPOCHS}",
+    "logger=csv",
+    "callbacks=no_carbon",
+    "bench.enabled=false",
+    "data.limit={train: 64, val: 32, test: 32}",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "module.lr=1e-3",
+    "prune=block",
+    "prune.sparsity=0.5",
+    "prune.attention_block=head",
+    "callbacks.last_checkpoint.every_n_train_steps=3",
+    "callbacks.last_checkpoint.every_n_minutes=0",
 ]
 
 
 # The data's labels (MahaNews SHC), for a teacher the jobs accept.
-LABELS = ["Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan", "Politics",
-          "Sports", "Tech", "Travel"]
+LABELS = [
+    "Auto",
+    "Bhakti",
+    "Crime",
+    "Education",
+    "Fashion",
+    "Health",
+    "International",
+    "Manoranjan",
+    "Politics",
+    "Sports",
+    "Tech",
+    "Travel",
+]
 
 
 def _start(run_dir: Path, root: Path, job: list[str] = JOB) -> subprocess.Popen:
     pace = f"+callbacks.pace={{_target_: helpers.pacing.Pace, progress_file: '{run_dir / 'progress'}', seconds: 0.15}}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}  # the same thread count in every job (it changes float sums); fast on a busy machine
-    cmd = [sys.executable, str(entry_script()), *job, pace, "distill=on", f"distill.teacher={root / 'teacher'}",
-           f"paths.cache_dir={root / 'cache'}", f"hydra.run.dir={run_dir}"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }  # the same thread count in every job (it changes float sums); fast on a busy machine
+    cmd = [
+        sys.executable,
+        str(entry_script()),
+        *job,
+        pace,
+        "distill=on",
+        f"distill.teacher={root / 'teacher'}",
+        f"paths.cache_dir={root / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+    ]
     run_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=open(run_dir.parent / f"{run_dir.name}.log", "a"),
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        cmd,
+        cwd=run_dir.parent,
+        env=env,
+        stdout=open(run_dir.parent / f"{run_dir.name}.log", "a"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _finish(proc: subprocess.Popen, run_dir: Path) -> dict:

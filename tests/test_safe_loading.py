@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+
 import tomllib
 
 from helpers.paths import ROOT
@@ -18,14 +19,23 @@ def _calls() -> list[tuple[str, ast.Call]]:
 
 
 def _weights_only(call: ast.Call) -> bool:
-    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-               for k in call.keywords)
+    return any(
+        k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords
+    )
 
 
 def test_every_torch_load_and_lightning_ckpt_path_passes_weights_only_true():
-    loads = [(where, c) for where, c in _calls()
-             if (isinstance(c.func, ast.Attribute) and c.func.attr == "load" and isinstance(c.func.value, ast.Name)
-                 and c.func.value.id == "torch") or any(k.arg == "ckpt_path" for k in c.keywords)]
+    loads = [
+        (where, c)
+        for where, c in _calls()
+        if (
+            isinstance(c.func, ast.Attribute)
+            and c.func.attr == "load"
+            and isinstance(c.func.value, ast.Name)
+            and c.func.value.id == "torch"
+        )
+        or any(k.arg == "ckpt_path" for k in c.keywords)
+    ]
     assert loads, "no checkpoint loads found: the scan is broken"
     unsafe = [where for where, c in loads if not _weights_only(c)]
     assert not unsafe, f"checkpoint loads without weights_only=True: {unsafe}"

@@ -25,11 +25,28 @@ def study(tmp_path_factory) -> Path:
 
 def test_study_table_has_seven_complete_rows(study):
     table = build_table([study])
-    assert list(table["row"]) == ["baseline", "25% pruning", "50% pruning", "75% pruning",
-                                  "25% + KD", "50% + KD", "75% + KD"]
+    assert list(table["row"]) == [
+        "baseline",
+        "25% pruning",
+        "50% pruning",
+        "75% pruning",
+        "25% + KD",
+        "50% + KD",
+        "75% + KD",
+    ]
     assert (table["status"] == "completed").all()
-    filled = ["params_M", "reduction_pct", "encoder_params_M", "speedup", "analytic_speedup", "latency_ms",
-              "accuracy", "macro_f1", "energy_kwh", "co2_kg"]
+    filled = [
+        "params_M",
+        "reduction_pct",
+        "encoder_params_M",
+        "speedup",
+        "analytic_speedup",
+        "latency_ms",
+        "accuracy",
+        "macro_f1",
+        "energy_kwh",
+        "co2_kg",
+    ]
     assert table[filled].notna().all().all()
     pruned = table[table["row"] != "baseline"]
     assert pruned["vocab_size"].notna().all() and (pruned["params_M"] < table["params_M"][0]).all()
@@ -88,8 +105,9 @@ def _run_notebook(study: Path) -> list:
     nb = nbformat.read(ROOT / "notebooks" / "study_analysis.ipynb", as_version=4)
     os.environ["BLOCKPRUNE_STUDY"] = str(study)
     try:
-        NotebookClient(nb, timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
     finally:
         del os.environ["BLOCKPRUNE_STUDY"]
     return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
@@ -116,9 +134,28 @@ def test_cli_report_and_bench_read_the_study(study, tmp_path, capsys):
 
     assert main(["report", str(study), "--out", str(tmp_path)]) == 0
     assert "75% + KD" in capsys.readouterr().out and (tmp_path / "table1.md").is_file()
-    assert main(["bench", str(study / "baseline"), str(study / "pruned" / "4"), "--batch-sizes", "1",
-                 "--seq-lens", "0", "--typical-seq-len", "16", "--warmup", "1", "--repeats", "2",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(study / "baseline"),
+                str(study / "pruned" / "4"),
+                "--batch-sizes",
+                "1",
+                "--seq-lens",
+                "0",
+                "--typical-seq-len",
+                "16",
+                "--warmup",
+                "1",
+                "--repeats",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert set(bench["cells"][0]["results"]) == {"baseline", "75% pruning"}
     assert main(["bench", str(tmp_path / "missing"), str(study / "baseline")]) == 2
@@ -128,8 +165,12 @@ def test_cli_report_and_bench_read_the_study(study, tmp_path, capsys):
 def study_given_baseline(study, tmp_path_factory) -> Path:
     """`blockprune table1 --baseline <first study's baseline>`: one pruned job, one that fails (sparsity 1.5)."""
     out = tmp_path_factory.mktemp("study_given_baseline")
-    code = run_study("table1_tiny", out, [f"paths.cache_dir={study / 'cache'}", "study.sparsities=[0.5,1.5]",
-                                          "study.distill=[off]"], baseline=str(study / "baseline"))
+    code = run_study(
+        "table1_tiny",
+        out,
+        [f"paths.cache_dir={study / 'cache'}", "study.sparsities=[0.5,1.5]", "study.distill=[off]"],
+        baseline=str(study / "baseline"),
+    )
     assert code == 1  # the failed job fails the command, after the report is written
     return out
 

@@ -12,7 +12,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from blockprune import load_model
 from blockprune.evaluation import predict_texts, record_metrics
 from blockprune.main import train
-
 from helpers.jobs import make_cfg
 
 
@@ -29,8 +28,9 @@ def _saved_model_predictions(cfg, model_dir: str) -> list[int]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
-    return predict_texts(load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), datamodule.texts("test"),
-                         cfg.data.max_length)
+    return predict_texts(
+        load_model(model_dir), AutoTokenizer.from_pretrained(model_dir), datamodule.texts("test"), cfg.data.max_length
+    )
 
 
 def _assert_reproduced(cfg, results, metrics_key: str) -> None:

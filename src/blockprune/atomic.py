@@ -15,9 +15,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -41,8 +42,9 @@ def _marker_kind(folder: Path) -> str | None:
         return None
 
 
-def check_output(path: str | os.PathLike, kind: str | None = None, overwrite: bool = False,
-                 new_entries: set[str] | None = None) -> None:
+def check_output(
+    path: str | os.PathLike, kind: str | None = None, overwrite: bool = False, new_entries: set[str] | None = None
+) -> None:
     """Raise OutputExistsError unless writing a ``kind`` output (None: a file) at ``path`` loses nothing.
 
     ``new_entries`` (the names the new folder will hold) also allows replacing an unmarked

@@ -34,8 +34,9 @@ class LastCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 0, every_n_minutes: float = 0.0) -> None:
-        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, save_on_train_epoch_end=True,
-                         enable_version_counter=False)
+        super().__init__(
+            dirpath=dirpath, save_top_k=0, save_last=True, save_on_train_epoch_end=True, enable_version_counter=False
+        )
         self.every_steps = int(every_n_train_steps)
         self.every_seconds = float(every_n_minutes) * 60.0
         self._last_save = time.monotonic()
@@ -49,7 +50,9 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self._last_save = time.monotonic()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         due = bool(self.every_steps) and trainer.global_step % self.every_steps == 0

@@ -46,8 +46,12 @@ class CarbonTracking(L.Callback):
         totals["emissions_kg"] += float(data.emissions)
         totals["duration_s"] += float(data.duration)
         for logger in pl_module.loggers:
-            logger.log_metrics({f"carbon/{task}_energy_kwh": float(data.energy_consumed),
-                                f"carbon/{task}_emissions_kg": float(data.emissions)})
+            logger.log_metrics(
+                {
+                    f"carbon/{task}_energy_kwh": float(data.energy_consumed),
+                    f"carbon/{task}_emissions_kg": float(data.emissions),
+                }
+            )
 
     # Under DDP rank 0 measures for its machine (CodeCarbon estimates the whole machine's CPU/GPU
     # power); on several machines the figures cover rank 0's machine only.

@@ -35,9 +35,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     models = {name: load_model(path) for name, path in _model_dirs([args.baseline, *args.models]).items()}
     result = benchmark_models(
-        models, batch_sizes=args.batch_sizes, seq_lens=[None if s == 0 else s for s in args.seq_lens],
-        typical_seq_len=args.typical_seq_len, device=args.device, dtypes=args.dtypes, warmup=args.warmup,
-        repeats=args.repeats, threads=args.threads, onnxruntime=args.onnx, runtimes=args.runtimes,
+        models,
+        batch_sizes=args.batch_sizes,
+        seq_lens=[None if s == 0 else s for s in args.seq_lens],
+        typical_seq_len=args.typical_seq_len,
+        device=args.device,
+        dtypes=args.dtypes,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        threads=args.threads,
+        onnxruntime=args.onnx,
+        runtimes=args.runtimes,
     )
     markdown = to_markdown(result)
     print(markdown)
@@ -53,9 +61,14 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     block = "head" if args.attention_block == ["head"] else [int(x) for x in args.attention_block]
     result = measure_step_overhead(
-        str(next(iter(_model_dirs([args.model]).values()))), batch_size=args.batch_size,
-        seq_len=args.seq_len, accelerator=args.accelerator, precision=args.precision, sparsity=args.sparsity,
-        attention_block=block, repeats=args.repeats,
+        str(next(iter(_model_dirs([args.model]).values()))),
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        accelerator=args.accelerator,
+        precision=args.precision,
+        sparsity=args.sparsity,
+        attention_block=block,
+        repeats=args.repeats,
     )
     print(to_markdown(result))
     if args.out:
@@ -107,8 +120,13 @@ def cmd_trim_vocab(args: argparse.Namespace) -> int:
     from blockprune.vocab import trim_vocabulary_folder
 
     stats = trim_vocabulary_folder(
-        args.model, args.out, args.corpus, text_column=args.text_column, heldout_files=args.heldout,
-        keep_script_chars=args.keep_script_chars, overwrite=args.overwrite,
+        args.model,
+        args.out,
+        args.corpus,
+        text_column=args.text_column,
+        heldout_files=args.heldout,
+        keep_script_chars=args.keep_script_chars,
+        overwrite=args.overwrite,
     )
     print(json.dumps(stats, indent=2, ensure_ascii=False))
     return 0
@@ -118,11 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blockprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("train", help="run train.py's Hydra main (same overrides, e.g. -m prune.sparsity=0.25,0.5)",
-                   add_help=False)
+    sub.add_parser(
+        "train", help="run train.py's Hydra main (same overrides, e.g. -m prune.sparsity=0.25,0.5)", add_help=False
+    )
 
     p = sub.add_parser("table1", help="the whole study: baseline, pruned sweep, report")
-    p.add_argument("--preset", default="table1", help="experiment preset with a study section (table1, table1_cpu, ...)")
+    p.add_argument(
+        "--preset", default="table1", help="experiment preset with a study section (table1, table1_cpu, ...)"
+    )
     p.add_argument("--out", help="study folder (default outputs/table1/<timestamp>)")
     p.add_argument("--baseline", help="an existing baseline job folder: prune from it instead of training one")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
@@ -161,11 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.set_defaults(func=cmd_bench_train)
 
-    p = sub.add_parser("export", help="export a saved classifier to fast runtimes (into its folder), re-test and time them")
+    p = sub.add_parser(
+        "export", help="export a saved classifier to fast runtimes (into its folder), re-test and time them"
+    )
     p.add_argument("model", help="model folder or job folder (results.json)")
-    p.add_argument("--runtime", nargs="+", default=["onnx", "onnx-int8"],
-                   help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), torch-bf16, torch-int8")
-    p.add_argument("--texts", help="CSV/TSV/JSONL (or .txt) texts to re-test on (default: random inputs, agreement only)")
+    p.add_argument(
+        "--runtime",
+        nargs="+",
+        default=["onnx", "onnx-int8"],
+        help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), torch-bf16, torch-int8",
+    )
+    p.add_argument(
+        "--texts", help="CSV/TSV/JSONL (or .txt) texts to re-test on (default: random inputs, agreement only)"
+    )
     p.add_argument("--text-column", default="Text")
     p.add_argument("--label-column", help="with --texts: labels, so each runtime's accuracy is measured")
     p.add_argument("--seq-len", type=int, help="timing length (default: 95th percentile of --texts, else 40)")
@@ -198,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="Text")
     p.add_argument("--heldout", nargs="*", default=[], help="files to report the UNK rate on")
     p.add_argument("--keep-script-chars", action="store_true", help="also keep single characters of the scripts seen")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT even if it is a folder trim-vocab did not write")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace OUT even if it is a folder trim-vocab did not write"
+    )
     p.set_defaults(func=cmd_trim_vocab)
     return parser
 

@@ -15,9 +15,15 @@ from blockprune.module import ClassifierModule
 from blockprune.pruning import compact_model, sparsity_stats
 
 
-def compact_and_check(module: ClassifierModule, trainer: L.Trainer, datamodule, pruning,
-                      make_trainer: Callable[..., L.Trainer], module_kwargs: dict[str, Any],
-                      test: bool) -> dict[str, Any]:
+def compact_and_check(
+    module: ClassifierModule,
+    trainer: L.Trainer,
+    datamodule,
+    pruning,
+    make_trainer: Callable[..., L.Trainer],
+    module_kwargs: dict[str, Any],
+    test: bool,
+) -> dict[str, Any]:
     """Compact ``module.model`` in place and return the pruning/compaction sections of results.json.
 
     With ``pruning.fill_epochs > 0`` the kept heads get their pruned blocks back and the compacted
@@ -42,13 +48,21 @@ def compact_and_check(module: ClassifierModule, trainer: L.Trainer, datamodule, 
         compact_model(model, fill_heads=True)
         module = ClassifierModule(model.train(), **module_kwargs, distillation=module.distillation)
         fill_callbacks = [cb for cb in trainer.callbacks if type(cb).__name__ in ("Distillation", "CarbonTracking")]
-        trainer = make_trainer(max_epochs=pruning.fill_epochs, callbacks=fill_callbacks,
-                               logger=trainer.loggers or False, enable_checkpointing=False)
+        trainer = make_trainer(
+            max_epochs=pruning.fill_epochs,
+            callbacks=fill_callbacks,
+            logger=trainer.loggers or False,
+            enable_checkpointing=False,
+        )
         trainer.fit(module, datamodule=datamodule)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0] if test else {}
     return {
-        "pruning": {**stats, "target_sparsity": pruning.sparsity, "method": pruning.method,
-                    "fill_epochs": pruning.fill_epochs},
+        "pruning": {
+            **stats,
+            "target_sparsity": pruning.sparsity,
+            "method": pruning.method,
+            "fill_epochs": pruning.fill_epochs,
+        },
         "compaction": {**report.to_dict(), "max_abs_logit_diff": diff},
         "metrics_compacted": metrics,
         "predictions": test_predictions(datamodule, module.test_predictions) if test else None,

@@ -50,10 +50,10 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("blockprune_precision", default_precision, replace=True)
     OmegaConf.register_new_resolver("blockprune_run", run_info, replace=True)  # W&B name/group/job_type
     OmegaConf.register_new_resolver(
-        "blockprune_first", lambda *values: next((v for v in values if v not in (None, "None", "")), None),
+        "blockprune_first",
+        lambda *values: next((v for v in values if v not in (None, "None", "")), None),
         replace=True,
     )
-
 
 
 def entry_script() -> Path:

@@ -28,7 +28,8 @@ class FailedJobsExit(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = [
-            p.parent for p in Path(config.hydra.sweep.dir).glob("*/results.json")
+            p.parent
+            for p in Path(config.hydra.sweep.dir).glob("*/results.json")
             if json.loads(p.read_text(encoding="utf-8")).get("status") == "failed"
         ]
         if failed:
@@ -42,10 +43,13 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
         config = redacted_container(cfg)
     except Exception:  # noqa: BLE001 - a bad override may be exactly what cannot resolve
         config = redacted_container(cfg, resolve=False)
-    write_json(Path(HydraConfig.get().runtime.output_dir) / "results.json", {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": traceback.format_exc(),
-        "task_name": cfg.get("task_name"),
-        "config": config,
-    })
+    write_json(
+        Path(HydraConfig.get().runtime.output_dir) / "results.json",
+        {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            "task_name": cfg.get("task_name"),
+            "config": config,
+        },
+    )

@@ -21,9 +21,9 @@ from blockprune.bench.speedup import measure_speedup
 from blockprune.callbacks import LastCheckpoint
 from blockprune.carbon import CarbonTracking
 from blockprune.compaction import compact_and_check
-from blockprune.crossval import cross_validate
 from blockprune.components import build, build_all, build_pruning
 from blockprune.config import CONFIG_DIR, entry_script
+from blockprune.crossval import cross_validate
 from blockprune.deploy import deploy_after_job
 from blockprune.distributed import environment_snapshot, job_command_for_ranks, release_ranks
 from blockprune.errors import BlockpruneError, ConfigError
@@ -100,11 +100,18 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         # The training loader is wrapped so that a resumed job sees the batches in the same order;
         # under DDP the other ranks start at this fit, running this job's command (see distributed.py).
         with job_command_for_ranks(str(entry_script()), trainer.world_size):
-            trainer.fit(module, train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
-                        val_dataloaders=datamodule.val_dataloader(), ckpt_path=ckpt_path, weights_only=True)
+            trainer.fit(
+                module,
+                train_dataloaders=resumable.wrap(datamodule.train_dataloader(), trainer),
+                val_dataloaders=datamodule.val_dataloader(),
+                ckpt_path=ckpt_path,
+                weights_only=True,
+            )
         best_cb = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
         best = best_cb.best_model_path if best_cb is not None else ""
-        val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)[
+            0
+        ]
         test = trainer.test(module, datamodule=datamodule, verbose=True)[0] if cfg.test else {}
 
         results: dict[str, Any] = {
@@ -117,22 +124,37 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
             "world_size": trainer.world_size,
         }
         if pruning is not None:
-            results.update(compact_and_check(
-                module, trainer, datamodule, pruning, test=cfg.test, module_kwargs=dict(cfg.module),
-                make_trainer=lambda **kw: build(cfg.trainer, **kw),
-            ))
+            results.update(
+                compact_and_check(
+                    module,
+                    trainer,
+                    datamodule,
+                    pruning,
+                    test=cfg.test,
+                    module_kwargs=dict(cfg.module),
+                    make_trainer=lambda **kw: build(cfg.trainer, **kw),
+                )
+            )
         if not trainer.is_global_zero:  # the other ranks' part ends with the last collective step
             return results
         write_json(out_dir / "data_report.json", datamodule.report)
         tokenizer = datamodule.tokenizer
         if cfg.vocab.trim:
             module.model, tokenizer, results["vocab"], results["predictions"] = trim_job_vocabulary(
-                module.model, datamodule, list(cfg.vocab.extra_corpora), cfg.vocab.keep_script_chars)
+                module.model, datamodule, list(cfg.vocab.extra_corpora), cfg.vocab.keep_script_chars
+            )
             results["metrics_final"] = record_metrics(results["predictions"])
         if cfg.bench.enabled:
             results["speed"] = measure_speedup(
-                module.model, dense_reference, seq_len, batch_size=cfg.bench.batch_size, device=cfg.bench.device,
-                dtype=cfg.bench.dtype, warmup=cfg.bench.warmup, repeats=cfg.bench.repeats)
+                module.model,
+                dense_reference,
+                seq_len,
+                batch_size=cfg.bench.batch_size,
+                device=cfg.bench.device,
+                dtype=cfg.bench.dtype,
+                warmup=cfg.bench.warmup,
+                repeats=cfg.bench.repeats,
+            )
         results["params"] = count_parameters(module.model)
         results["flops_per_token"] = flops_per_token(module.model, seq_len)["total"]
         results["seq_len"] = seq_len
@@ -144,8 +166,9 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
                 tokenizer.save_pretrained(tmp)
             results["model_dir"] = str(model_dir)
             if cfg.get("deploy") and cfg.deploy.runtimes:  # fast runtimes, re-tested and timed (conf/deploy)
-                results["deploy"] = deploy_after_job(module.model, tokenizer, model_dir, dense_reference, datamodule,
-                                                     cfg.deploy, seq_len)
+                results["deploy"] = deploy_after_job(
+                    module.model, tokenizer, model_dir, dense_reference, datamodule, cfg.deploy, seq_len
+                )
         carbon = next((cb for cb in trainer.callbacks if isinstance(cb, CarbonTracking)), None)
         if carbon is not None:
             results["carbon"] = carbon.results
@@ -156,8 +179,12 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         results["hub"] = publish(results, cfg)  # model card in model/README.md; upload with hub.push
         write_json(out_dir / "results.json", results)
         final = results.get("metrics_final") or results.get("metrics_compacted") or results["metrics"]
-        log.info("test accuracy of the saved model: %.4f; model: %s; results: %s", final.get("test/acc", float("nan")),
-                 results.get("model_dir"), out_dir / "results.json")
+        log.info(
+            "test accuracy of the saved model: %.4f; model: %s; results: %s",
+            final.get("test/acc", float("nan")),
+            results.get("model_dir"),
+            out_dir / "results.json",
+        )
         return results
     finally:
         release_ranks(trainer, environment)  # under DDP: the next job of a sweep in this process starts afresh

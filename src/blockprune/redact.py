@@ -36,8 +36,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 MASK = "***"
-_WORDS = (r"token|api_?key|access_?key|secret(?:_?key)?|password|passwd|pwd|pass|passphrase|credentials?|creds"
-          r"|authorization|auth|bearer|private_?key|cookie|session_?token")
+_WORDS = (
+    r"token|api_?key|access_?key|secret(?:_?key)?|password|passwd|pwd|pass|passphrase|credentials?|creds"
+    r"|authorization|auth|bearer|private_?key|cookie|session_?token"
+)
 #: The last word(s) of a normalised key (camelCase and ``.-/`` turned into ``_``, lower case).
 _SECRET_KEY = re.compile(rf"(?:^|_)(?:{_WORDS})$")
 #: Special tokens of a tokenizer: names, not secrets.
@@ -95,8 +97,14 @@ def redact_text(text: str, digest_ok: bool = False) -> str:
         return text
     out = _URL.sub(_mask_url, text)
     out = _AUTH_HEADER.sub(lambda m: f"{m.group(1)} {MASK}", out)
-    out = _PAIR.sub(lambda m: (m.group(0)[: m.start("value") - m.start(0)] + MASK)
-                    if is_secret_key(m.group("key")) and not m.group("value").startswith("${") else m.group(0), out)
+    out = _PAIR.sub(
+        lambda m: (
+            (m.group(0)[: m.start("value") - m.start(0)] + MASK)
+            if is_secret_key(m.group("key")) and not m.group("value").startswith("${")
+            else m.group(0)
+        ),
+        out,
+    )
     for pattern in _SECRET_VALUES:
         out = pattern.sub(MASK, out)
     return out if digest_ok else _HEX40.sub(MASK, out)
@@ -128,7 +136,9 @@ def redact(obj: Any, key: Any = None) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(redact(v, key) for v in obj)
     if isinstance(obj, str):
-        return redact_override(obj) or redact_text(obj, digest_ok=isinstance(key, str) and bool(_DIGEST_KEY.search(key)))
+        return redact_override(obj) or redact_text(
+            obj, digest_ok=isinstance(key, str) and bool(_DIGEST_KEY.search(key))
+        )
     return obj
 
 
@@ -199,7 +209,7 @@ def redact_override(text: str) -> str | None:
     value = _override_value(override)
     if value is _SWEEP:
         # sweeps (a,b), choice(...), range(...): the whole value goes if the key is secret or any part looks secret
-        rest = text[len(prefix):]
+        rest = text[len(prefix) :]
         return prefix + MASK if is_secret_key(key) or redact_text(rest) != rest else text
     clean = _map_secrets(value, key, _mask_leaf)
     if clean == value:
@@ -208,6 +218,7 @@ def redact_override(text: str) -> str | None:
 
 
 # --- Configs and files ------------------------------------------------------------------------
+
 
 @contextmanager
 def redacted_argv() -> Iterator[None]:

@@ -21,13 +21,45 @@ log = logging.getLogger(__name__)
 
 #: Seeds, 95 % bootstrap intervals (points) and the paired comparison with the baseline (blockprune.evaluation).
 INTERVAL_COLUMNS = [
-    "seeds", "accuracy_std", "macro_f1_std", "acc_low", "acc_high", "test_examples", "diff_acc", "diff_acc_low",
-    "diff_acc_high", "diff_f1", "diff_f1_low", "diff_f1_high", "p_mcnemar", "no_loss",
+    "seeds",
+    "accuracy_std",
+    "macro_f1_std",
+    "acc_low",
+    "acc_high",
+    "test_examples",
+    "diff_acc",
+    "diff_acc_low",
+    "diff_acc_high",
+    "diff_f1",
+    "diff_f1_low",
+    "diff_f1_high",
+    "p_mcnemar",
+    "no_loss",
 ]
 COLUMNS = [
-    "row", "status", "params_M", "reduction_pct", "encoder_params_M", "vocab_size", "embedding_params_M",
-    "heldout_unk_pct", "speedup", "analytic_speedup",
-    "latency_ms", "deployed_runtime", "deployed_speedup", "deployed_accuracy", "accuracy", "macro_f1", *INTERVAL_COLUMNS, "energy_kwh", "co2_kg", "sparsity", "heads_left", "ffn_left", "job_dir",
+    "row",
+    "status",
+    "params_M",
+    "reduction_pct",
+    "encoder_params_M",
+    "vocab_size",
+    "embedding_params_M",
+    "heldout_unk_pct",
+    "speedup",
+    "analytic_speedup",
+    "latency_ms",
+    "deployed_runtime",
+    "deployed_speedup",
+    "deployed_accuracy",
+    "accuracy",
+    "macro_f1",
+    *INTERVAL_COLUMNS,
+    "energy_kwh",
+    "co2_kg",
+    "sparsity",
+    "heads_left",
+    "ffn_left",
+    "job_dir",
 ]
 
 
@@ -57,7 +89,11 @@ def job_row(job: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"row": job.name, "status": "missing", "job_dir": str(job)}
     r = json.loads(path.read_text(encoding="utf-8"))
-    row: dict[str, Any] = {"row": row_name(r) if "config" in r else job.name, "status": r.get("status"), "job_dir": str(job)}
+    row: dict[str, Any] = {
+        "row": row_name(r) if "config" in r else job.name,
+        "status": r.get("status"),
+        "job_dir": str(job),
+    }
     if r.get("status") != "completed":
         row["error"] = r.get("error")
         return row
@@ -115,7 +151,9 @@ def build_table(folders: list[str | Path]) -> pd.DataFrame:
     folders = with_study_baselines(folders)
     rows = [job_row(j) for j in find_jobs(folders)]
     if not rows:
-        raise FileNotFoundError(f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}")
+        raise FileNotFoundError(
+            f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}"
+        )
     table = pd.DataFrame(rows)
     for col in COLUMNS + ["_dense_params", "error", "_seed", "_predictions"]:
         if col not in table:
@@ -171,23 +209,58 @@ def _pct(name: str) -> float:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    headers = ["row", "params (M)", "reduction", "speed-up", "analytic", "latency (ms)", "deployed: runtime, speed-up, accuracy", "accuracy", "macro-F1",
-               "accuracy 95 % CI", "Δ accuracy vs baseline [paired 95 % CI]", "McNemar p", "no loss",
-               "encoder (M)", "embeddings (M)", "vocab", "held-out UNK", "energy (kWh)", "CO2 (kg)", "status"]
+    headers = [
+        "row",
+        "params (M)",
+        "reduction",
+        "speed-up",
+        "analytic",
+        "latency (ms)",
+        "deployed: runtime, speed-up, accuracy",
+        "accuracy",
+        "macro-F1",
+        "accuracy 95 % CI",
+        "Δ accuracy vs baseline [paired 95 % CI]",
+        "McNemar p",
+        "no loss",
+        "encoder (M)",
+        "embeddings (M)",
+        "vocab",
+        "held-out UNK",
+        "energy (kWh)",
+        "CO2 (kg)",
+        "status",
+    ]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, r in table.iterrows():
         cells = [
-            r["row"], _f(r["params_M"], ".2f"), _f(r["reduction_pct"], ".1f", "%"), _f(r["speedup"], ".2f", "x"),
-            _f(r["analytic_speedup"], ".2f", "x"), _f(r["latency_ms"], ".2f"), _deployed(r), _pm(r, "accuracy"),
-            _pm(r, "macro_f1"), _ci(r["acc_low"], r["acc_high"]), _diff(r), _f(r["p_mcnemar"], ".3g"),
-            {True: "yes", False: "no"}.get(r["no_loss"], "—"), _f(r["encoder_params_M"], ".2f"), _f(r["embedding_params_M"], ".2f"),
-            _f(r["vocab_size"], ".0f"), _f(r["heldout_unk_pct"], ".2f", "%"),
-            _f(r["energy_kwh"], ".2e"), _f(r["co2_kg"], ".2e"), r["status"] if r["status"] == "completed" else f"**{r['status']}**",
+            r["row"],
+            _f(r["params_M"], ".2f"),
+            _f(r["reduction_pct"], ".1f", "%"),
+            _f(r["speedup"], ".2f", "x"),
+            _f(r["analytic_speedup"], ".2f", "x"),
+            _f(r["latency_ms"], ".2f"),
+            _deployed(r),
+            _pm(r, "accuracy"),
+            _pm(r, "macro_f1"),
+            _ci(r["acc_low"], r["acc_high"]),
+            _diff(r),
+            _f(r["p_mcnemar"], ".3g"),
+            {True: "yes", False: "no"}.get(r["no_loss"], "—"),
+            _f(r["encoder_params_M"], ".2f"),
+            _f(r["embedding_params_M"], ".2f"),
+            _f(r["vocab_size"], ".0f"),
+            _f(r["heldout_unk_pct"], ".2f", "%"),
+            _f(r["energy_kwh"], ".2e"),
+            _f(r["co2_kg"], ".2e"),
+            r["status"] if r["status"] == "completed" else f"**{r['status']}**",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines.append(f"\nIntervals: 95 % bootstrap over test examples; Δ is row − baseline on the same examples (paired "
-                 f"bootstrap, McNemar's exact p). No loss: the paired interval's lower bound is at least "
-                 f"{NO_LOSS_POINTS} points.")
+    lines.append(
+        f"\nIntervals: 95 % bootstrap over test examples; Δ is row − baseline on the same examples (paired "
+        f"bootstrap, McNemar's exact p). No loss: the paired interval's lower bound is at least "
+        f"{NO_LOSS_POINTS} points."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -214,7 +287,11 @@ def _ci(low: Any, high: Any, sign: str = "") -> str:
 
 
 def _diff(r: pd.Series) -> str:
-    return "—" if _f(r["diff_acc"], ".2f") == "—" else f"{r['diff_acc']:+.2f} {_ci(r['diff_acc_low'], r['diff_acc_high'], '+')}"
+    return (
+        "—"
+        if _f(r["diff_acc"], ".2f") == "—"
+        else f"{r['diff_acc']:+.2f} {_ci(r['diff_acc_low'], r['diff_acc_high'], '+')}"
+    )
 
 
 def _f(value: Any, spec: str, suffix: str = "") -> str:
@@ -278,9 +355,21 @@ def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path |
         return None
     out = Path(out_dir)
     log_dir = project_root() / "outputs"
-    run = wandb.init(project="blockprune", group=run_group(out, log_dir), name=run_name(out / "report", log_dir),
-                     job_type="report", tags=[group], dir=str(out), mode="offline", reinit="finish_previous")
-    run.log({"table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
-             "accuracy_vs_speedup": wandb.Image(str(out / "accuracy_vs_speedup.png"))})
+    run = wandb.init(
+        project="blockprune",
+        group=run_group(out, log_dir),
+        name=run_name(out / "report", log_dir),
+        job_type="report",
+        tags=[group],
+        dir=str(out),
+        mode="offline",
+        reinit="finish_previous",
+    )
+    run.log(
+        {
+            "table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
+            "accuracy_vs_speedup": wandb.Image(str(out / "accuracy_vs_speedup.png")),
+        }
+    )
     run.finish()
     return Path(run.dir)

@@ -86,7 +86,11 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 
 def _generator(loader: Any) -> torch.Generator | None:
     """The private generator a DataLoader shuffles with (the sampler's, else the loader's)."""
-    for owner in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None), loader):
+    for owner in (
+        getattr(loader, "sampler", None),
+        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+        loader,
+    ):
         gen = getattr(owner, "generator", None)
         if isinstance(gen, torch.Generator):
             return gen
@@ -156,7 +160,9 @@ class ResumableTraining(L.Callback):
         skip = 0
         state, self._loader_state = self._loader_state, None
         if state is not None and gen is None:
-            log.warning("the training loader shuffles without a private torch.Generator: the resumed epoch's order differs")
+            log.warning(
+                "the training loader shuffles without a private torch.Generator: the resumed epoch's order differs"
+            )
         elif state is not None and state["generator"] is not None:
             if state["epoch_done"]:  # saved at an epoch end: the generator goes on where it stopped
                 gen.set_state(state["generator"])
@@ -168,7 +174,9 @@ class ResumableTraining(L.Callback):
         self._trained, self._epoch_done = skip, False
         return skip
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._trained += 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

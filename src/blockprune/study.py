@@ -20,8 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from blockprune.atomic import write_json
-from blockprune.errors import BlockpruneError
 from blockprune.config import CONFIG_DIR, entry_script, project_root
+from blockprune.errors import BlockpruneError
 from blockprune.report import STUDY_FILE, log_to_wandb, write_report
 
 log = logging.getLogger(__name__)
@@ -79,24 +79,33 @@ def run_study(
     return sweep_code
 
 
-def write_study_record(out: Path, preset: str, overrides: list[str], baseline: str | None, seed_dirs: list[Path]) -> None:
+def write_study_record(
+    out: Path, preset: str, overrides: list[str], baseline: str | None, seed_dirs: list[Path]
+) -> None:
     """``study.json``: what the study ran and where each baseline lives, so that the report, the
     notebook and the plot find a baseline given with ``--baseline`` (outside the study folder).
     Written before any job runs: a study that fails half-way still says where its baseline is."""
     baselines = [str(Path(baseline).resolve())] if baseline else [str((d / "baseline").resolve()) for d in seed_dirs]
-    write_json(out / STUDY_FILE, {
-        "preset": preset,
-        "overrides": overrides,  # write_json masks secrets
-        "baselines": baselines,
-        "baseline_given": baseline is not None,
-    })
+    write_json(
+        out / STUDY_FILE,
+        {
+            "preset": preset,
+            "overrides": overrides,  # write_json masks secrets
+            "baselines": baselines,
+            "baseline_given": baseline is not None,
+        },
+    )
 
 
 def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str | None, study: dict) -> int:
     """Baseline (unless given) and the pruned sweep of one seed, into ``out``."""
     base_dir = Path(baseline) if baseline else out / "baseline"
-    code = 0 if baseline else _run(
-        [*baseline_output(base_dir, overrides), f"experiment={preset}", "prune=none", "distill=off", *overrides]
+    code = (
+        0
+        if baseline
+        else _run(
+            [*baseline_output(base_dir, overrides), f"experiment={preset}", "prune=none", "distill=off", *overrides]
+        )
     )
     results = base_dir / "results.json"
     base = json.loads(results.read_text()) if results.is_file() else {}
@@ -106,8 +115,17 @@ def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str 
     model_dir = base["model_dir"]
     sparsities = ",".join(str(s) for s in study["sparsities"])
     distill = ",".join(study["distill"])
-    sweep_code = _run([
-        "-m", f"experiment={preset}", "prune=block", f"prune.sparsity={sparsities}", f"distill={distill}",
-        f"init_from={model_dir}", f"hydra.sweep.dir={out / 'pruned'}", *study.get("pruned_overrides", []), *overrides,
-    ])
+    sweep_code = _run(
+        [
+            "-m",
+            f"experiment={preset}",
+            "prune=block",
+            f"prune.sparsity={sparsities}",
+            f"distill={distill}",
+            f"init_from={model_dir}",
+            f"hydra.sweep.dir={out / 'pruned'}",
+            *study.get("pruned_overrides", []),
+            *overrides,
+        ]
+    )
     return sweep_code

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+
 from helpers.paths import E5_DIR, SHC_CSV
 
 E5 = E5_DIR

@@ -19,8 +19,13 @@ def small_csv(write_rows, balanced_rows):
 
 
 def make(e5_path, tmp_path, **kw):
-    args = dict(tokenizer=e5_path, batch_size=8, num_workers=0, output_dir=str(tmp_path / "out"),
-                cache_dir=str(tmp_path / "cache"))
+    args = dict(
+        tokenizer=e5_path,
+        batch_size=8,
+        num_workers=0,
+        output_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+    )
     args.update(kw)
     return TextClassificationDataModule(**args)
 
@@ -73,12 +78,20 @@ def test_three_files_leakage_limit_and_hydra(e5_path, tmp_path, write_rows, bala
     train = write_rows("train.tsv", rows[:8] + rows[12:20])
     val = write_rows("val.tsv", rows[8:10] + rows[20:22] + rows[:1])  # one leaked text
     test = write_rows("test.tsv", rows[10:12] + rows[22:24])
-    cfg = OmegaConf.create({
-        "_target_": "blockprune.data.TextClassificationDataModule", "tokenizer": e5_path,
-        "train_file": str(train), "val_file": str(val), "test_file": str(test), "num_workers": 0,
-        "quality": {"duplicates": "drop"}, "limit": {"train": 6}, "split": [0.8, 0.1, 0.1],
-        "output_dir": str(tmp_path / "o"),
-    })
+    cfg = OmegaConf.create(
+        {
+            "_target_": "blockprune.data.TextClassificationDataModule",
+            "tokenizer": e5_path,
+            "train_file": str(train),
+            "val_file": str(val),
+            "test_file": str(test),
+            "num_workers": 0,
+            "quality": {"duplicates": "drop"},
+            "limit": {"train": 6},
+            "split": [0.8, 0.1, 0.1],
+            "output_dir": str(tmp_path / "o"),
+        }
+    )
     dm = instantiate(cfg)
     dm.setup()
     r = dm.report
@@ -160,14 +173,23 @@ def test_trainer_fast_dev_run(e5_path, tmp_path, small_csv):
 
     dm = make(e5_path, tmp_path, file=str(small_csv))
     model = Tiny(len(dm.tokenizer), dm.num_labels)
-    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer = L.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     before = model.out.weight.detach().clone()
     trainer.fit(model, datamodule=dm)
     assert trainer.state.finished and trainer.global_step == 1
     assert not torch.equal(before, model.out.weight)  # a real optimiser step on a real batch
     (batch_size, length), _ = model.seen["input_ids"]
-    assert model.seen["labels"] == ((batch_size,), torch.int64) and model.seen["attention_mask"][0] == (batch_size, length)
+    assert model.seen["labels"] == ((batch_size,), torch.int64) and model.seen["attention_mask"][0] == (
+        batch_size,
+        length,
+    )
     assert 1 <= length <= dm.max_length
     assert torch.isfinite(trainer.callback_metrics["val_loss"])
     (test,) = trainer.test(model, datamodule=dm, verbose=False)

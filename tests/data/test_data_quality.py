@@ -57,7 +57,13 @@ def test_report_counts_with_defaults(crafted):
     assert d["duplicate_rows"] == 3 and d["duplicated_distinct_texts"] == 3  # after repair: + शाळा सुरू
     assert d["conflicting_label_texts"] == 1 and d["conflicting_label_rows"] == 2
     assert d["long_texts"] == 1
-    assert d["dropped"] == {"header_rows": 1, "empty_texts": 1, "missing_labels": 1, "conflicting_labels": 2, "duplicates": 2}
+    assert d["dropped"] == {
+        "header_rows": 1,
+        "empty_texts": 1,
+        "missing_labels": 1,
+        "conflicting_labels": 2,
+        "duplicates": 2,
+    }
     assert d["repaired"] == {"mojibake": 1}
     assert d["examples"]["header_rows"] == [4] and d["examples"]["mojibake"] == [7]
     assert d["examples"]["conflicting_label_texts"] == [9, 10]
@@ -90,8 +96,14 @@ def test_duplicates_keep(crafted):
 
 @pytest.mark.parametrize(
     "key, line",
-    [("header_rows", 4), ("empty_texts", 5), ("missing_labels", 6), ("mojibake", 7),
-     ("conflicting_labels", 9), ("duplicates", 3)],
+    [
+        ("header_rows", 4),
+        ("empty_texts", 5),
+        ("missing_labels", 6),
+        ("mojibake", 7),
+        ("conflicting_labels", 9),
+        ("duplicates", 3),
+    ],
 )
 def test_fail_policies(crafted, key, line):
     with pytest.raises(DataError) as err:

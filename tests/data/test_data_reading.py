@@ -25,7 +25,10 @@ def test_tsv_and_custom_columns(write):
 
 
 def test_jsonl(write):
-    path = write("a.jsonl", '\ufeff{"Text": "एक", "Label": "A"}\r\n\r\n{"Text": "दोन", "Label": 3}\n{"Text": null, "Label": "B"}\n')
+    path = write(
+        "a.jsonl",
+        '\ufeff{"Text": "एक", "Label": "A"}\r\n\r\n{"Text": "दोन", "Label": 3}\n{"Text": null, "Label": "B"}\n',
+    )
     df = read_records(path)
     assert df["text"].tolist() == ["एक", "दोन", ""]
     assert df["label"].tolist() == ["A", "3", "B"]
@@ -45,7 +48,11 @@ def test_missing_fields_become_empty(write):
         ("blank.csv", "\n  \n", ["blank.csv", "empty"]),
         ("head.csv", "Text,Label\n", ["head.csv", "no data rows"]),
         ("bad.csv", b"Text,Label\nok,A\ncaf\xe9,B\n", ["bad.csv", "line 3", "byte 19", "UTF-8"]),
-        ("col.csv", "text,Label\nx,A\n", ["col.csv", "'Text'", "['text', 'Label']", "data.text_column", "did you mean"]),
+        (
+            "col.csv",
+            "text,Label\nx,A\n",
+            ["col.csv", "'Text'", "['text', 'Label']", "data.text_column", "did you mean"],
+        ),
         ("lab.tsv", "Text\tCategory\nx\tA\n", ["lab.tsv", "'Label'", "data.label_column"]),
         ("wide.csv", "Text,Label\na,b,c\n", ["wide.csv", "line 2", "quote"]),
         ("bad.jsonl", '{"Text": "a", "Label": "A"}\n{"Text": "b", Label: 1}\n', ["bad.jsonl", "line 2", "JSON"]),
@@ -72,6 +79,7 @@ def test_missing_file_and_directory(tmp_path):
 
 # --- Input limits: bounded messages, parser errors as DataError with the line, JSONL split on "\n" only
 
+
 def test_a_header_with_a_million_columns_gives_a_short_error(write):
     path = write("wide.csv", ",".join(f"column_{i}" for i in range(1_000_000)) + "\nx\n")
     with pytest.raises(DataError) as err:
@@ -87,10 +95,13 @@ def test_jsonl_lines_are_split_on_newline_only(write):
     assert df["text"].tolist() == texts and df["row"].tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("line, words", [
-    ('{"Text": ' + "[" * 100_000 + "]" * 100_000 + ', "Label": "a"}', "RecursionError"),
-    ('{"Text": "x", "Label": ' + "9" * 5000 + "}", "ValueError"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ('{"Text": ' + "[" * 100_000 + "]" * 100_000 + ', "Label": "a"}', "RecursionError"),
+        ('{"Text": "x", "Label": ' + "9" * 5000 + "}", "ValueError"),
+    ],
+)
 def test_jsonl_parser_failures_are_data_errors_with_the_line(write, line, words):
     path = write("deep.jsonl", '{"Text": "ok", "Label": "a"}\n' + line + "\n")
     with pytest.raises(DataError) as err:
@@ -100,7 +111,7 @@ def test_jsonl_parser_failures_are_data_errors_with_the_line(write, line, words)
 
 
 def test_a_csv_field_over_the_parser_limit_is_a_data_error_with_the_line(write):
-    path = write("big.csv", "Text,Label\nshort,a\n\"" + "x" * 200_000 + "\",b\n")
+    path = write("big.csv", 'Text,Label\nshort,a\n"' + "x" * 200_000 + '",b\n')
     with pytest.raises(DataError, match=r"line 3: cannot parse the record \(field larger than field limit"):
         read_records(path)
 

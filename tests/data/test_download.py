@@ -16,7 +16,10 @@ from blockprune.data import TextClassificationDataModule
 from blockprune.data.download import cache_path, check_spec, fetch
 from blockprune.errors import ConfigError, DataError
 
-CSV = ("Text,Label\n" + "".join(f"बातमी क्रमांक {i} {'शब्द ' * (i % 9)},{['Auto', 'Sports', 'Tech'][i % 3]}\n" for i in range(300))).encode()
+CSV = (
+    "Text,Label\n"
+    + "".join(f"बातमी क्रमांक {i} {'शब्द ' * (i % 9)},{['Auto', 'Sports', 'Tech'][i % 3]}\n" for i in range(300))
+).encode()
 
 
 def sha(data: bytes) -> str:
@@ -53,7 +56,7 @@ class Server:
                 if body is None:
                     self.send_error(404, "Not Found")
                     return
-                start = int(rng[len("bytes="):].split("-")[0]) if rng and outer.ranges else 0
+                start = int(rng[len("bytes=") :].split("-")[0]) if rng and outer.ranges else 0
                 part = body[start:]
                 self.send_response(206 if start else 200)
                 if start:
@@ -177,7 +180,13 @@ def test_plain_http_needs_a_pinned_hash_and_host_names_are_checked():
     check_spec("data.file", {"url": "https://data.example.org/x.csv"})
     with pytest.raises(ConfigError, match="https"):
         check_spec("data.file", {"url": "http://data.example.org/x.csv"})
-    for url in ("http://../x.csv", "https://../x.csv", "https://a..b/x.csv", "https://-bad.org/x.csv", "https://h.org:99999/x.csv"):
+    for url in (
+        "http://../x.csv",
+        "https://../x.csv",
+        "https://a..b/x.csv",
+        "https://-bad.org/x.csv",
+        "https://h.org:99999/x.csv",
+    ):
         with pytest.raises(ConfigError):
             check_spec("data.file", {"url": url, "sha256": pinned})
 
@@ -186,8 +195,13 @@ def test_redirects_stay_on_the_same_scheme_and_host(server, tmp_path):
     server.redirects["/moved.csv"] = "/mahanews/LDC/LDC_Train.csv"  # same host: followed
     path = fetch(server.url("/moved.csv"), sha(CSV), tmp_path, progress=False)
     assert path.read_bytes() == CSV
-    for i, target in enumerate((server.url("/mahanews/LDC/LDC_Train.csv", host="localhost"), "ftp://127.0.0.1/x.csv",
-                                "https://127.0.0.1/x.csv")):
+    for i, target in enumerate(
+        (
+            server.url("/mahanews/LDC/LDC_Train.csv", host="localhost"),
+            "ftp://127.0.0.1/x.csv",
+            "https://127.0.0.1/x.csv",
+        )
+    ):
         server.redirects[f"/away{i}.csv"] = target
         with pytest.raises(DataError, match="refused redirect"):
             fetch(server.url(f"/away{i}.csv"), sha(CSV), tmp_path / "other", progress=False)
@@ -221,9 +235,12 @@ def test_unreachable_host_fails_fast_saying_what_was_tried_and_where_to_put_the_
 
 def test_spec_is_checked_before_any_network_use():
     assert check_spec("data.val_file", {"url": "https://x.org/a/b.csv", "sha256": "AB" * 32})["sha256"] == "ab" * 32
-    for bad, key in (({"url": "ftp://x.org/a.csv"}, "url"), ({"url": "https://x.org/"}, "url"),
-                     ({"url": "https://x.org/a.csv", "sha256": "12"}, "sha256"),
-                     ({"url": "https://x.org/a.csv", "md5": "1"}, "unknown")):
+    for bad, key in (
+        ({"url": "ftp://x.org/a.csv"}, "url"),
+        ({"url": "https://x.org/"}, "url"),
+        ({"url": "https://x.org/a.csv", "sha256": "12"}, "sha256"),
+        ({"url": "https://x.org/a.csv", "md5": "1"}, "unknown"),
+    ):
         with pytest.raises(ConfigError, match=key):
             check_spec("data.val_file", bad)
 
@@ -232,8 +249,13 @@ def test_datamodule_downloads_remote_files_and_keeps_plain_paths(server, tmp_pat
     val = write_rows("val.csv", balanced_rows({"Auto": 4, "Sports": 4, "Tech": 4}, prefix="वेगळी"))
     train_url = server.url("/mahanews/LDC/LDC_Train.csv")
     dm = TextClassificationDataModule(
-        tokenizer=e5_path, train_file={"url": train_url, "sha256": sha(CSV)}, val_file=str(val),
-        max_length=32, download_dir=str(tmp_path / "dl"), cache_dir=str(tmp_path / "tok"), num_workers=0,
+        tokenizer=e5_path,
+        train_file={"url": train_url, "sha256": sha(CSV)},
+        val_file=str(val),
+        max_length=32,
+        download_dir=str(tmp_path / "dl"),
+        cache_dir=str(tmp_path / "tok"),
+        num_workers=0,
     )
     assert server.requests == []  # nothing is fetched before the data is prepared
     dm.prepare_data()

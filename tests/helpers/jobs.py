@@ -22,8 +22,17 @@ FAST = [
 
 
 #: The same tiny job as command-line overrides, for tests that run `python train.py` in a subprocess.
-TINY_CLI = ["model=tiny", "trainer=cpu", "trainer.max_epochs=1", "logger=csv", "callbacks=no_carbon",
-            "bench.repeats=2", "bench.warmup=1", "data.limit={train: 64, val: 32, test: 32}", "teacher.auto=false"]
+TINY_CLI = [
+    "model=tiny",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "logger=csv",
+    "callbacks=no_carbon",
+    "bench.repeats=2",
+    "bench.warmup=1",
+    "data.limit={train: 64, val: 32, test: 32}",
+    "teacher.auto=false",
+]
 
 
 def make_cfg(tmp_path: Path, overrides: list[str]):

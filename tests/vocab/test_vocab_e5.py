@@ -115,10 +115,13 @@ def test_e5_small_mr_folder_roundtrip(tmp_path):
     assert model.get_input_embeddings().weight.shape[0] == len(tok) == result["vocab_size_after"]
     # the saved folder computes what the original model computes: same weights apart from the
     # re-indexed embedding rows (head and pooler copied over, as the original has none)
-    original = AutoModelForSequenceClassification.from_pretrained(E5, num_labels=model.config.num_labels,
-                                                                  dtype=torch.float32).eval()
+    original = AutoModelForSequenceClassification.from_pretrained(
+        E5, num_labels=model.config.num_labels, dtype=torch.float32
+    ).eval()
     original.load_state_dict({k: v for k, v in model.state_dict().items() if "word_embeddings" not in k}, strict=False)
     sample = texts[:64]
     with torch.no_grad():
-        assert torch.equal(logits(model.eval(), tok, sample), logits(original, AutoTokenizer.from_pretrained(E5), sample))
+        assert torch.equal(
+            logits(model.eval(), tok, sample), logits(original, AutoTokenizer.from_pretrained(E5), sample)
+        )
     print(f"\ne5-small-mr folder trim on 1000 headlines: {result}")

@@ -18,6 +18,7 @@ from blockprune.machine import CPU_FLAGS, cpu, version
 
 __all__ = ["CPU_FLAGS", "cpu", "environment", "safe", "version"]
 
+
 def safe(fn: Callable[[], Any]) -> Any:
     """``fn()``, or None where it raises: for purely informational fields."""
     try:

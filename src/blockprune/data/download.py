@@ -33,8 +33,9 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
@@ -82,7 +83,7 @@ def check_url(key: str, url: Any, sha256: str | None) -> None:
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{key}.url: must be an https URL, got {shown!r}.")
     try:
-        parts.port
+        _ = parts.port  # raises on a bad port
     except ValueError:
         raise ConfigError(f"{key}.url: bad port in {shown!r}.") from None
     if not _valid_host(parts.hostname):
@@ -199,16 +200,25 @@ def fetch(
         _verify(target, sha256, key, url, cached=True)
         return target
     try:
-        return _fetch_new(url, sha256, target, key, retries, timeout, backoff, progress, max_bytes,
-                          time.monotonic() + deadline)
+        return _fetch_new(
+            url, sha256, target, key, retries, timeout, backoff, progress, max_bytes, time.monotonic() + deadline
+        )
     except BaseException:
         _remove_empty_parents(target.parent, Path(cache_dir).expanduser())
         raise
 
 
 def _fetch_new(
-    url: str, sha256: str | None, target: Path, key: str, retries: int, timeout: float, backoff: float, progress: bool,
-    max_bytes: int, end: float,
+    url: str,
+    sha256: str | None,
+    target: Path,
+    key: str,
+    retries: int,
+    timeout: float,
+    backoff: float,
+    progress: bool,
+    max_bytes: int,
+    end: float,
 ) -> Path:
     errors: list[str] = []
     with atomic_path(target) as tmp:  # a temporary folder beside target, removed unless renamed onto it
@@ -224,7 +234,9 @@ def _fetch_new(
                 break
             except _Retryable as err:
                 errors.append(f"attempt {attempt + 1}: {err}")
-                log.warning("download of %s failed (%s)%s", redact_text(url), err, "; retrying" if attempt < retries else "")
+                log.warning(
+                    "download of %s failed (%s)%s", redact_text(url), err, "; retrying" if attempt < retries else ""
+                )
             except _Fatal as err:
                 errors.append(f"attempt {attempt + 1}: {err}")
                 raise _failure(url, target, key, errors) from None
@@ -273,8 +285,16 @@ def _download(url: str, tmp: Path, timeout: float, progress: bool, name: str, ma
         total = have + int(length) if length and length.isdigit() else None
         if total is not None and total > max_bytes:
             raise _Fatal(f"the file is {total} bytes, over the limit of {max_bytes}")
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=name, disable=not progress, leave=True)
+        bar = tqdm(
+            total=total,
+            initial=have,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=name,
+            disable=not progress,
+            leave=True,
+        )
         got = have
         try:
             with open(tmp, "ab" if resumed else "wb") as fh:
@@ -325,7 +345,13 @@ def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, 
             _sidecar(path).write_text(got + "\n", encoding="ascii")
         log.warning(
             "%s: no sha256 recorded for %s (%s); %s file has sha256=%s. To pin it, set %s.sha256=%s",
-            shown, key, url, "cached" if cached else "downloaded", got, key, got,
+            shown,
+            key,
+            url,
+            "cached" if cached else "downloaded",
+            got,
+            key,
+            got,
         )
         return got
     if got != expected:
@@ -334,9 +360,7 @@ def _verify(path: Path, expected: str | None, key: str, url: str, cached: bool, 
             if cached
             else f"nothing was written to the cache; if the published file changed on purpose, set {key}.sha256={got}"
         )
-        raise DataError(
-            f"{shown}: sha256 mismatch for {key} ({url}): expected {expected}, got {got}. Fix: {fix}."
-        )
+        raise DataError(f"{shown}: sha256 mismatch for {key} ({url}): expected {expected}, got {got}. Fix: {fix}.")
     return got
 
 
@@ -344,7 +368,8 @@ def _failure(url: str, target: Path, key: str, tried: list[str]) -> DataError:
     url = redact_text(url)
     return DataError(
         f"could not download {key} from {url} ({'; '.join(tried)}). Nothing was written to the cache. "
-        f"Fix: check the internet connection and {key}.url, then run again; or download the file by hand and put it at {target} "
+        f"Fix: check the internet connection and {key}.url, then run again; "
+        f"or download the file by hand and put it at {target} "
         f"(it is checked against {key}.sha256 and then used); or set {key}=<path of a local copy> "
         "(used as is, no network); the cache folder is data.download_dir (env BLOCKPRUNE_DATA_CACHE)."
     )

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -257,8 +258,11 @@ def clean_records(
     # 4. counted only: long texts, texts without letters or digits, texts mixing scripts
     words = work["text"].map(has_word_character).astype(bool)  # astype: an empty frame maps to object dtype
     scripts = work["text"].map(lambda t: len(letter_scripts(t))).astype(int)
-    for name, mask in (("long_texts", work["text"].str.len() > pol["long_text_chars"]),
-                       ("no_word_texts", ~words), ("mixed_script_texts", scripts > 1)):
+    for name, mask in (
+        ("long_texts", work["text"].str.len() > pol["long_text_chars"]),
+        ("no_word_texts", ~words),
+        ("mixed_script_texts", scripts > 1),
+    ):
         setattr(rep, name, int(mask.sum()))
         if mask.any():
             rep.examples[name] = work.loc[mask, "row"].head(_EXAMPLES).tolist()

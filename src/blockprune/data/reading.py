@@ -12,8 +12,9 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -23,9 +24,7 @@ SUFFIXES = (".csv", ".tsv", ".jsonl")
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_records(
-    path: str | os.PathLike, text_column: str = "Text", label_column: str = "Label"
-) -> pd.DataFrame:
+def read_records(path: str | os.PathLike, text_column: str = "Text", label_column: str = "Label") -> pd.DataFrame:
     """Return a DataFrame with columns ``text``, ``label`` (str) and ``row`` (1-based file line).
 
     Nothing is cleaned here: repeated header lines, empty texts and the like are kept as
@@ -84,7 +83,7 @@ def _decode(data: bytes, name: str) -> str:
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise DataError(
-            f"{name}: line {line}: byte {err.start} ({data[err.start:err.start + 1].hex()}) is not valid UTF-8. "
+            f"{name}: line {line}: byte {err.start} ({data[err.start : err.start + 1].hex()}) is not valid UTF-8. "
             "Fix: re-save the file as UTF-8 (e.g. 'iconv -f <old-encoding> -t utf-8' or 'Save as... UTF-8')."
         ) from None
 
@@ -124,7 +123,9 @@ def _delimited_records(
     except StopIteration:
         return
     except csv.Error as err:
-        raise DataError(f"{name}: line {reader.line_num}: cannot parse the header ({err}). Fix: check the quoting.") from None
+        raise DataError(
+            f"{name}: line {reader.line_num}: cannot parse the header ({err}). Fix: check the quoting."
+        ) from None
     header = [h.strip() for h in header]
     ti = _column_index(header, text_column, "data.text_column", name)
     li = _column_index(header, label_column, "data.label_column", name)
@@ -147,7 +148,7 @@ def _delimited_records(
         if len(fields) > width:
             raise DataError(
                 f"{name}: line {start}: {len(fields)} fields but the header has {width}. "
-                "Fix: quote texts that contain the delimiter (e.g. \"a, b\")."
+                'Fix: quote texts that contain the delimiter (e.g. "a, b").'
             )
         yield (
             fields[ti] if ti < len(fields) else "",
@@ -182,7 +183,7 @@ def _jsonl_records(text: str, name: str, text_column: str, label_column: str) ->
         if not isinstance(obj, dict):
             raise DataError(
                 f"{name}: line {number}: expected a JSON object, got {type(obj).__name__}. "
-                "Fix: write one JSON object per line, e.g. {\"Text\": \"...\", \"Label\": \"...\"}."
+                'Fix: write one JSON object per line, e.g. {"Text": "...", "Label": "..."}.'
             )
         seen.update(obj)
         found_text |= text_column in obj

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ CACHE_VERSION = 1
 def cache_key(tokenizer: Any, max_length: int, texts: Mapping[str, Sequence[str]]) -> str:
     """sha256 of the tokenizer identity (path/id, class, vocab size), max_length and all texts."""
     h = hashlib.sha256()
-    ident = f"v{CACHE_VERSION}|{getattr(tokenizer, 'name_or_path', '')}|{type(tokenizer).__name__}|{len(tokenizer)}|{max_length}"
+    name = getattr(tokenizer, "name_or_path", "")
+    ident = f"v{CACHE_VERSION}|{name}|{type(tokenizer).__name__}|{len(tokenizer)}|{max_length}"
     h.update(ident.encode())
     for split in sorted(texts):
         h.update(f"\x01{split}\x01".encode())
@@ -53,7 +55,11 @@ def encode_split(tokenizer: Any, texts: Sequence[str], max_length: int) -> dict[
     texts = [t if len(t) <= cap else t[:cap] for t in texts]
     if not texts:
         empty = torch.zeros(0, dtype=torch.int32)
-        return {"input_ids": empty, "offsets": torch.zeros(1, dtype=torch.int64), "full_lengths": torch.zeros(0, dtype=torch.int64)}
+        return {
+            "input_ids": empty,
+            "offsets": torch.zeros(1, dtype=torch.int64),
+            "full_lengths": torch.zeros(0, dtype=torch.int64),
+        }
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, verbose=False)
     ids: list[list[int]] = enc["input_ids"]
     lengths = [len(x) for x in ids]

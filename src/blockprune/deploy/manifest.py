@@ -21,6 +21,8 @@ from blockprune.machine import cpu, version
 
 MANIFEST = "deploy.json"
 SCHEMA = "blockprune.deploy/1"
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, the flags above that it has, core count, threads, library versions."""
     name, flags = cpu()
