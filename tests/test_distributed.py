@@ -18,21 +18,9 @@ from blockprune.config import entry_script, project_root
 from blockprune.distributed import config_flags
 from blockprune.evaluation import evaluate_texts
 from blockprune.models import build_tiny_classifier
+from helpers.jobs import SHC_LABELS
 
-LABELS = [
-    "Auto",
-    "Bhakti",
-    "Crime",
-    "Education",
-    "Fashion",
-    "Health",
-    "International",
-    "Manoranjan",
-    "Politics",
-    "Sports",
-    "Tech",
-    "Travel",
-]  # MahaNews SHC's, for a teacher the jobs accept
+LABELS = SHC_LABELS
 
 TINY = [
     "model=tiny",

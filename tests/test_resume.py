@@ -26,6 +26,7 @@ from blockprune.distill import Distillation
 from blockprune.errors import ConfigError
 from blockprune.models import build_tiny_classifier
 from blockprune.resume import find_checkpoint
+from helpers.jobs import SHC_LABELS
 from helpers.paths import E5_DIR
 
 TESTS = Path(__file__).resolve().parent
@@ -49,21 +50,7 @@ JOB = [
 ]
 
 
-# The data's labels (MahaNews SHC), for a teacher the jobs accept.
-LABELS = [
-    "Auto",
-    "Bhakti",
-    "Crime",
-    "Education",
-    "Fashion",
-    "Health",
-    "International",
-    "Manoranjan",
-    "Politics",
-    "Sports",
-    "Tech",
-    "Travel",
-]
+LABELS = SHC_LABELS
 
 
 def _start(run_dir: Path, root: Path, job: list[str] = JOB) -> subprocess.Popen:

@@ -21,6 +21,22 @@ FAST = [
 ]
 
 
+#: MahaNews SHC's labels, for a teacher that jobs on the default data accept.
+SHC_LABELS = [
+    "Auto",
+    "Bhakti",
+    "Crime",
+    "Education",
+    "Fashion",
+    "Health",
+    "International",
+    "Manoranjan",
+    "Politics",
+    "Sports",
+    "Tech",
+    "Travel",
+]
+
 #: The same tiny job as command-line overrides, for tests that run `python train.py` in a subprocess.
 TINY_CLI = [
     "model=tiny",
