@@ -71,9 +71,9 @@ def test_global_allocation_keeps_the_exact_count_with_the_per_layer_minimum(bloc
     assert len(set(counts["ffn"])) > 1  # not the uniform split
     # the kept FFN neurons are the globally best (beyond each layer's minimum)
     ffn = groups["ffn"]
-    kept_min = min(float(m.mask_scores.flatten()[m.block_mask().flatten() > 0].min()) for m in ffn
+    kept_min = min(float(m.mask_scores.detach().flatten()[m.block_mask().flatten() > 0].min()) for m in ffn
                    if int(m.block_mask().sum()) > minimum_blocks(m.mask_scores.numel(), 0.2, sparsity))
-    dropped_max = max(float(m.mask_scores.flatten()[m.block_mask().flatten() == 0].max()) for m in ffn)
+    dropped_max = max(float(m.mask_scores.detach().flatten()[m.block_mask().flatten() == 0].max()) for m in ffn)
     assert kept_min >= dropped_max
 
 
