@@ -9,8 +9,10 @@ PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
-if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
-  echo "install: $PY has a CUDA torch; $VENV reuses it"
+# Reuse a CUDA torch only when it satisfies the project's floor (torch>=2.6: weights_only loading is
+# safe from 2.6 on, CVE-2025-32434); an older one would otherwise be kept by pip and silently used.
+if "$PY" -c "import sys, torch; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if torch.cuda.is_available() and v >= (2, 6) else 1)" >/dev/null 2>&1; then
+  echo "install: $PY has a CUDA torch >= 2.6; $VENV reuses it"
   "$PY" -m venv --system-site-packages "$VENV"
 else
   "$PY" -m venv "$VENV"
