@@ -16,6 +16,7 @@ import pandas as pd
 
 from blockprune.atomic import atomic_path
 from blockprune.evaluation import NO_LOSS_POINTS, compare_to_baseline, mean_std, record_interval
+from blockprune.redact import redacted_argv
 
 log = logging.getLogger(__name__)
 
@@ -355,16 +356,17 @@ def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path |
         return None
     out = Path(out_dir)
     log_dir = project_root() / "outputs"
-    run = wandb.init(
-        project="blockprune",
-        group=run_group(out, log_dir),
-        name=run_name(out / "report", log_dir),
-        job_type="report",
-        tags=[group],
-        dir=str(out),
-        mode="offline",
-        reinit="finish_previous",
-    )
+    with redacted_argv():  # W&B records the command line (a study's overrides) in the run's metadata
+        run = wandb.init(
+            project="blockprune",
+            group=run_group(out, log_dir),
+            name=run_name(out / "report", log_dir),
+            job_type="report",
+            tags=[group],
+            dir=str(out),
+            mode="offline",
+            reinit="finish_previous",
+        )
     run.log(
         {
             "table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),

@@ -1,0 +1,35 @@
+"""Findings of the issue-17 review of code added after the trust work: each test failed before its fix."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+SECRET = "SECRETVALUE4242"
+
+
+def _files_holding(folder, secret: str) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_the_study_report_wandb_run_does_not_record_a_secret_of_the_command_line(tmp_path, monkeypatch):
+    """``blockprune table1 ... model.token=...``: W&B stores sys.argv in the report run's metadata."""
+    pytest.importorskip("wandb")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blockprune.report import log_to_wandb
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    plt.figure()
+    plt.savefig(tmp_path / "accuracy_vs_speedup.png")
+    plt.close("all")
+    monkeypatch.setattr(sys, "argv", ["blockprune", "table1", f"model.token={SECRET}"])
+    run_dir = log_to_wandb(pd.DataFrame({"row": ["a"], "accuracy": [0.5]}), tmp_path, group="g")
+    assert run_dir is not None and list((tmp_path / "wandb").glob("offline-run-*"))
+    assert _files_holding(tmp_path, SECRET) == []
+    assert sys.argv[-1] == f"model.token={SECRET}"  # the caller's argv is restored
