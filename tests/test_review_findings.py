@@ -33,3 +33,19 @@ def test_the_study_report_wandb_run_does_not_record_a_secret_of_the_command_line
     assert run_dir is not None and list((tmp_path / "wandb").glob("offline-run-*"))
     assert _files_holding(tmp_path, SECRET) == []
     assert sys.argv[-1] == f"model.token={SECRET}"  # the caller's argv is restored
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://host/d/x.csv?sig={SECRET}",  # a signed URL: the query's key is not named like a secret
+        f"https://alice:{SECRET}@host/x.csv",  # user-info, which Path() turns into a folder name
+    ],
+)
+def test_the_model_card_names_a_data_url_without_its_query_or_user_info(url):
+    from blockprune import hub
+
+    results = {"config": {"data": {"file": {"url": url}}}, "metrics": {"test/acc": 0.5}}
+    text = hub.card_text(results, {"card": True, "language": "mr"})
+    assert SECRET not in text
+    assert "x.csv" in text  # the data is still named

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,6 +69,8 @@ def _dataset(config: dict, hub: dict) -> tuple[str, str]:
     source = _setting(config, "data.file") or _setting(config, "data.train_file") or "data"
     if isinstance(source, dict):
         source = source.get("url", "data")
+    if "://" in str(source):  # a URL: its path only (user-info and query string may hold a key)
+        source = urlsplit(str(source)).path or "data"
     path = Path(str(source))
     return path.stem.lower(), f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
