@@ -49,3 +49,38 @@ def test_the_model_card_names_a_data_url_without_its_query_or_user_info(url):
     text = hub.card_text(results, {"card": True, "language": "mr"})
     assert SECRET not in text
     assert "x.csv" in text  # the data is still named
+
+
+@pytest.fixture(scope="module")
+def predict_inputs(tmp_path_factory):
+    from helpers.saved_models import compacted, save, tiny_classifier
+
+    root = tmp_path_factory.mktemp("review_predict")
+    data = root / "in.csv"
+    pd.DataFrame({"Text": ["one headline", "another headline"]}).to_csv(data, index=False)
+    return save(compacted(tiny_classifier()), root / "model"), data
+
+
+def _predict(model, data, out) -> int:
+    from blockprune.cli import main as cli
+
+    return cli(["predict", str(model), str(data), "--runtime", "torch", "--no-progress", "--out", str(out)])
+
+
+def test_predict_out_refuses_an_existing_folder_with_a_clear_error(predict_inputs, tmp_path, capsys):
+    out = tmp_path / "preds"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    assert _predict(*predict_inputs, out) == 2
+    assert "existing folder" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_predict_out_through_a_symlink_replaces_the_link_not_the_file_it_points_to(predict_inputs, tmp_path):
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("the user's own file\n", encoding="utf-8")
+    out = tmp_path / "preds.jsonl"
+    out.symlink_to(mine)
+    assert _predict(*predict_inputs, out) == 0
+    assert mine.read_text(encoding="utf-8") == "the user's own file\n"
+    assert not out.is_symlink() and len(out.read_text(encoding="utf-8").splitlines()) == 2

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from blockprune.atomic import atomic_path, check_output
 from blockprune.deploy.inference import max_length_of
 from blockprune.deploy.measure import deploy_job
 from blockprune.deploy.predict import predict_file, read_texts
@@ -79,10 +80,11 @@ def predict_command(model_dir: Path, args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.out:
+        check_output(args.out)  # an existing folder at --out is refused before the work, never replaced
         buffer = io.StringIO(newline="")  # nothing is written when the input turns out bad
         runtime = predict_file(model_dir, args.input, buffer, **kwargs)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(buffer.getvalue(), encoding="utf-8", newline="")
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(buffer.getvalue(), encoding="utf-8", newline="")
         print(f"wrote {args.out} (runtime: {runtime})", file=sys.stderr)
     else:
         predict_file(model_dir, args.input, sys.stdout, **kwargs)
