@@ -84,3 +84,34 @@ def test_predict_out_through_a_symlink_replaces_the_link_not_the_file_it_points_
     assert _predict(*predict_inputs, out) == 0
     assert mine.read_text(encoding="utf-8") == "the user's own file\n"
     assert not out.is_symlink() and len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_a_teacher_trained_on_a_data_url_with_a_token_is_found_again(tmp_path):
+    """results.json records the config with the token masked; the teacher's hash must match it."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from blockprune.redact import redacted_container
+    from blockprune.teacher import finished_teacher, teacher_key, teacher_spec
+
+    cfg = OmegaConf.create(
+        {
+            "seed": 1,
+            "data": {"file": {"url": f"https://host/x.csv?token={SECRET}", "sha256": None}, "max_length": 64},
+            "model": {"net": {"name_or_path": "some/model"}},
+            "trainer": {"max_epochs": 1},
+            "module": {"lr": 1e-4},
+        }
+    )
+    key = teacher_key(teacher_spec(cfg))
+    teacher_dir = tmp_path / key
+    (teacher_dir / "model").mkdir(parents=True)
+    (teacher_dir / "model" / "config.json").write_text("{}", encoding="utf-8")
+    record = {"status": "completed", "config": redacted_container(cfg)}
+    (teacher_dir / "results.json").write_text(json.dumps(record), encoding="utf-8")
+    assert SECRET not in (teacher_dir / "results.json").read_text(encoding="utf-8")
+    assert finished_teacher(teacher_dir, key) == teacher_dir / "model"
+    plain = OmegaConf.to_container(cfg)
+    plain["seed"] = 2
+    assert teacher_key(teacher_spec(plain)) != key  # a defining setting still changes the teacher

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.errors import BlockpruneError
+from blockprune.redact import redact
 
 log = logging.getLogger("blockprune")
 
@@ -100,8 +101,11 @@ def teacher_spec(cfg: DictConfig | dict) -> dict[str, Any]:
 
 
 def teacher_key(spec: dict[str, Any]) -> str:
-    """A short stable hash of a teacher spec (the teacher's folder name)."""
-    text = json.dumps(spec, sort_keys=True, default=str, ensure_ascii=False)
+    """A short stable hash of a teacher spec (the teacher's folder name).
+
+    Hashed with its secrets masked, as results.json records the config: a job whose data URL
+    carries a token then finds the teacher it trained (and a rotated token keeps the teacher)."""
+    text = json.dumps(redact(json.loads(json.dumps(spec, default=str))), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
