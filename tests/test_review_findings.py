@@ -115,3 +115,19 @@ def test_a_teacher_trained_on_a_data_url_with_a_token_is_found_again(tmp_path):
     plain = OmegaConf.to_container(cfg)
     plain["seed"] = 2
     assert teacher_key(teacher_spec(plain)) != key  # a defining setting still changes the teacher
+
+
+def test_the_teacher_command_line_carries_no_secret_and_the_subprocess_still_gets_it(tmp_path, monkeypatch):
+    import os
+    import re
+
+    from blockprune.teacher import teacher_command
+    from helpers.jobs import make_cfg
+
+    make_cfg(tmp_path, ["distill=on", f"+module.token={SECRET}", "hydra.job.chdir=false"])
+    cmd = teacher_command(tmp_path / "teachers" / "abc")
+    assert SECRET not in " ".join(cmd)
+    [ref] = [a for a in cmd if a.startswith("+module.token=")]
+    name = re.fullmatch(r"\+module\.token=\$\{oc\.env:(\w+)\}", ref).group(1)
+    assert os.environ[name] == SECRET  # inherited by subprocess.run
+    monkeypatch.delenv(name)

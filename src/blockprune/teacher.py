@@ -30,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from blockprune.config import CONFIG_DIR, entry_script
 from blockprune.errors import BlockpruneError
-from blockprune.redact import redact
+from blockprune.redact import env_indirect_override, redact
 
 log = logging.getLogger("blockprune")
 
@@ -175,7 +175,9 @@ def teacher_command(teacher_dir: Path) -> list[str]:
             flags += ["--config-path", path]
     if hydra.job.get("config_name") not in (None, "config"):
         flags += ["--config-name", hydra.job.config_name]
-    overrides = [o for o in hydra.overrides.task if not _job_only(o)]
+    # secret values move into environment variables the subprocess inherits: its command line
+    # (visible to `ps`, logged below) holds only ${oc.env:...} references
+    overrides = [env_indirect_override(o) for o in hydra.overrides.task if not _job_only(o)]
     return [
         sys.executable,
         str(entry_script()),
