@@ -131,3 +131,26 @@ def test_the_teacher_command_line_carries_no_secret_and_the_subprocess_still_get
     name = re.fullmatch(r"\+module\.token=\$\{oc\.env:(\w+)\}", ref).group(1)
     assert os.environ[name] == SECRET  # inherited by subprocess.run
     monkeypatch.delenv(name)
+
+
+def test_a_study_launches_and_logs_its_jobs_without_the_secrets_of_its_overrides(monkeypatch, caplog):
+    import logging
+    import os
+    import re
+    import subprocess
+
+    from blockprune import study
+
+    launched: list[list[str]] = []
+    monkeypatch.setattr(
+        subprocess, "run", lambda cmd, **kw: launched.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
+    url = f"data.file.url='https://host/x.csv?token={SECRET}'"  # quoted, as Hydra's grammar needs it
+    with caplog.at_level(logging.INFO):
+        assert study._run(["-m", "experiment=table1_cpu", f"+module.token={SECRET}", url]) == 0
+    [cmd] = launched
+    assert SECRET not in " ".join(cmd) and SECRET not in caplog.text
+    refs = [re.search(r"\$\{oc\.env:(\w+)\}", a).group(1) for a in cmd if "${oc.env:" in a]
+    assert len(refs) == 2 and {os.environ[n] for n in refs} == {SECRET, f"https://host/x.csv?token={SECRET}"}
+    for name in refs:
+        monkeypatch.delenv(name)

@@ -22,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from blockprune.atomic import write_json
 from blockprune.config import CONFIG_DIR, entry_script, project_root
 from blockprune.errors import BlockpruneError
+from blockprune.redact import env_indirect_override
 from blockprune.report import STUDY_FILE, log_to_wandb, write_report
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def baseline_output(base_dir: Path, overrides: list[str]) -> list[str]:
 
 
 def _run(args: list[str]) -> int:
-    cmd = [sys.executable, str(entry_script()), *args]
+    # secret values reach the jobs through environment variables: the command line (logged, `ps`) holds none
+    cmd = [sys.executable, str(entry_script()), *(env_indirect_override(a) for a in args)]
     log.info("study: %s", " ".join(cmd))
     return subprocess.run(cmd, cwd=project_root()).returncode
 
