@@ -154,3 +154,36 @@ def test_a_study_launches_and_logs_its_jobs_without_the_secrets_of_its_overrides
     assert len(refs) == 2 and {os.environ[n] for n in refs} == {SECRET, f"https://host/x.csv?token={SECRET}"}
     for name in refs:
         monkeypatch.delenv(name)
+
+
+def _foreign_onnx(path) -> bytes:
+    """A valid ONNX file another tool wrote (no blockprune producer in its metadata)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "users_own",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+    return path.read_bytes()
+
+
+def test_export_into_a_model_folder_keeps_an_onnx_file_it_did_not_write(tmp_path, capsys):
+    import onnx
+
+    from blockprune.cli import main as cli
+    from helpers.saved_models import save, tiny_classifier
+
+    folder = save(tiny_classifier(), tmp_path / "model")
+    mine = _foreign_onnx(folder / "model.onnx")
+    args = ["export", str(folder), "--runtime", "onnx", "--repeats", "1"]
+    assert cli(args) == 2
+    assert "not written by blockprune" in capsys.readouterr().err
+    assert (folder / "model.onnx").read_bytes() == mine and not (folder / "deploy.json").exists()
+    assert cli([*args, "--overwrite"]) == 0
+    props = {p.key: p.value for p in onnx.load(str(folder / "model.onnx")).metadata_props}
+    assert props["producer"] == "blockprune"
+    assert cli(args) == 0  # its own earlier export is replaced without --overwrite

@@ -203,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-tensor", action="store_true", help="int8: one scale per weight matrix (default: per row)")
     p.add_argument("--max-accuracy-drop", type=float, default=0.5, help="points; runtimes losing more are not served")
     p.add_argument("--onnx", help="instead: write one float32 .onnx file at this path (no deploy.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace whatever is at the --onnx path (even a folder)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace whatever is at the --onnx path (even a folder), or ONNX files in MODEL blockprune did not write",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="label + score for each text of a file (or - for stdin), on the fastest runtime")

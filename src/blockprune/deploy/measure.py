@@ -70,11 +70,17 @@ def _time_alternated(
 
 
 def _open_all(
-    model: nn.Module, tokenizer: Any, folder: Path, names: list[str], int8: Mapping | None, threads: int | None
+    model: nn.Module,
+    tokenizer: Any,
+    folder: Path,
+    names: list[str],
+    int8: Mapping | None,
+    threads: int | None,
+    overwrite: bool = False,
 ):
     out = {}
     for name in names:
-        export_runtime(model, tokenizer, folder, name, int8=int8)
+        export_runtime(model, tokenizer, folder, name, int8=int8, overwrite=overwrite)
         out[name] = open_runtime(name, folder, model=model, threads=threads)
     return out
 
@@ -97,8 +103,11 @@ def deploy_job(
     max_accuracy_drop: float = 0.5,
     min_agreement: float = 0.99,
     int8: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export ``model`` (saved in ``model_dir``) to ``runtimes``, re-test and time each; write deploy.json.
+
+    ``overwrite`` replaces ONNX files in ``model_dir`` that blockprune did not write (else refused).
 
     ``texts`` / ``labels`` are the job's test split (labels as class ids; None: agreement only).
     ``dense_reference`` is the dense model the job started from (None: ``model`` is the dense one).
@@ -115,7 +124,7 @@ def deploy_job(
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        final = _open_all(model, tokenizer, folder, names, int8, threads)
+        final = _open_all(model, tokenizer, folder, names, int8, threads, overwrite)
         per_runtime: dict[str, dict[str, Any]] = {n: {"file": FILES.get(n)} for n in names}
         _retest(
             final, per_runtime, tokenizer, texts, labels, max_length, max_accuracy_drop, min_agreement, seq_len, model

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blockprune.atomic import OutputExistsError, check_output
 from blockprune.errors import BlockpruneError, ConfigError
 
 RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
@@ -117,11 +118,13 @@ def export_runtime(
     name: str,
     *,
     int8: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path | None:
     """Write what runtime ``name`` needs into ``model_dir``; return the file (None: nothing to write).
 
     ``onnx-int8`` quantises ``model.onnx`` (exported first when missing, or older than the
     weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`.
+    An ONNX file already in the folder that blockprune did not write is replaced only with ``overwrite``.
     """
     check_runtimes([name])
     if name not in FILES:
@@ -134,10 +137,31 @@ def export_runtime(
     weights = folder / "model.safetensors"
     stale = fp32.is_file() and weights.is_file() and fp32.stat().st_mtime < weights.stat().st_mtime
     if name == "onnx" or not fp32.is_file() or stale:
-        export_onnx(model, tokenizer, fp32)
+        check_own_onnx(fp32, overwrite)
+        export_onnx(model, tokenizer, fp32, overwrite=overwrite)
     if name == "onnx":
         return fp32
+    check_own_onnx(folder / FILES[name], overwrite)
     return quantize_int8(fp32, folder / FILES[name], **dict(int8 or {}))
+
+
+def check_own_onnx(path: Path, overwrite: bool = False) -> None:
+    """Refuse to replace an ONNX file blockprune did not write (its metadata names no blockprune
+    producer): a user's own export in a model folder (an Optimum one, say) is never lost."""
+    check_output(path, None, overwrite)  # a folder there is refused
+    if overwrite or not path.is_file():
+        return
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 - unreadable: not ours either
+        props = {}
+    if props.get("producer") != "blockprune":
+        raise OutputExistsError(
+            f"{path} exists and was not written by blockprune; nothing was changed. Fix: move it away, "
+            "or pass --overwrite (overwrite=True) to replace it."
+        )
 
 
 def open_runtime(
