@@ -187,3 +187,17 @@ def test_export_into_a_model_folder_keeps_an_onnx_file_it_did_not_write(tmp_path
     props = {p.key: p.value for p in onnx.load(str(folder / "model.onnx")).metadata_props}
     assert props["producer"] == "blockprune"
     assert cli(args) == 0  # its own earlier export is replaced without --overwrite
+
+
+def test_export_keeps_a_deploy_json_it_did_not_write(tmp_path, capsys):
+    from blockprune.cli import main as cli
+    from helpers.saved_models import save, tiny_classifier
+
+    folder = save(tiny_classifier(), tmp_path / "model")
+    (folder / "deploy.json").write_text('{"mine": true}\n', encoding="utf-8")
+    args = ["export", str(folder), "--runtime", "onnx", "--repeats", "1"]
+    assert cli(args) == 2
+    assert "not written by blockprune" in capsys.readouterr().err
+    assert (folder / "deploy.json").read_text(encoding="utf-8") == '{"mine": true}\n'
+    assert not (folder / "model.onnx").exists()  # refused before any work
+    assert cli([*args, "--overwrite"]) == 0 and cli(args) == 0  # then its own deploy.json is replaced

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from blockprune.atomic import write_json
+from blockprune.atomic import OutputExistsError, write_json
 from blockprune.errors import BlockpruneError
 from blockprune.machine import cpu, version
 
@@ -41,6 +41,22 @@ def write_manifest(model_dir: str | os.PathLike, record: dict[str, Any]) -> Path
     path = Path(model_dir) / MANIFEST
     write_json(path, {"schema": SCHEMA, **record})
     return path
+
+
+def check_manifest(model_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse, before any work, to replace a deploy.json that blockprune did not write (no blockprune schema)."""
+    path = Path(model_dir) / MANIFEST
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return
+    try:
+        ours = json.loads(path.read_text(encoding="utf-8")).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise OutputExistsError(
+            f"{path} exists and was not written by blockprune; nothing was changed. Fix: move it away, "
+            "or pass --overwrite (overwrite=True) to replace it."
+        )
 
 
 def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from blockprune.deploy.inference import length_batches
-from blockprune.deploy.manifest import cpu_info, write_manifest
+from blockprune.deploy.manifest import check_manifest, cpu_info, write_manifest
 from blockprune.deploy.runtimes import EXACT, FILES, Runtime, check_runtimes, export_runtime, open_runtime
 
 log = logging.getLogger("blockprune")
@@ -119,6 +119,7 @@ def deploy_job(
     """
     names = check_runtimes(["torch", *runtimes])
     folder = Path(model_dir)
+    check_manifest(folder, overwrite)
     model = copy.deepcopy(model).float().cpu().eval()
     old_threads = torch.get_num_threads()
     if threads:
