@@ -92,6 +92,7 @@ def test_a_teacher_trained_on_a_data_url_with_a_token_is_found_again(tmp_path):
 
     from omegaconf import OmegaConf
 
+    from blockprune.errors import BlockpruneError
     from blockprune.redact import redacted_container
     from blockprune.teacher import finished_teacher, teacher_key, teacher_spec
 
@@ -104,17 +105,22 @@ def test_a_teacher_trained_on_a_data_url_with_a_token_is_found_again(tmp_path):
             "module": {"lr": 1e-4},
         }
     )
-    key = teacher_key(teacher_spec(cfg))
-    teacher_dir = tmp_path / key
+    spec = teacher_spec(cfg)
+    teacher_dir = tmp_path / teacher_key(spec)
     (teacher_dir / "model").mkdir(parents=True)
     (teacher_dir / "model" / "config.json").write_text("{}", encoding="utf-8")
     record = {"status": "completed", "config": redacted_container(cfg)}
     (teacher_dir / "results.json").write_text(json.dumps(record), encoding="utf-8")
     assert SECRET not in (teacher_dir / "results.json").read_text(encoding="utf-8")
-    assert finished_teacher(teacher_dir, key) == teacher_dir / "model"
-    plain = OmegaConf.to_container(cfg)
-    plain["seed"] = 2
-    assert teacher_key(teacher_spec(plain)) != key  # a defining setting still changes the teacher
+    assert finished_teacher(teacher_dir, spec) == teacher_dir / "model"
+    other = OmegaConf.to_container(cfg)
+    other["data"]["file"]["url"] = f"https://host/x.csv?ref=v3&token={SECRET}"
+    assert teacher_key(teacher_spec(other)) != teacher_key(spec)  # another data URL: another teacher
+    other["data"]["file"]["url"] = f"https://host/x.csv?token={SECRET}"
+    other["seed"] = 2
+    assert teacher_key(teacher_spec(other)) != teacher_key(spec)  # a defining setting still changes the teacher
+    with pytest.raises(BlockpruneError, match="other settings"):
+        finished_teacher(teacher_dir, teacher_spec(other))
 
 
 def test_the_teacher_command_line_carries_no_secret_and_the_subprocess_still_gets_it(tmp_path, monkeypatch):

@@ -100,12 +100,14 @@ def teacher_spec(cfg: DictConfig | dict) -> dict[str, Any]:
     return spec
 
 
-def teacher_key(spec: dict[str, Any]) -> str:
+def teacher_key(spec: dict[str, Any], masked: bool = False) -> str:
     """A short stable hash of a teacher spec (the teacher's folder name).
 
-    Hashed with its secrets masked, as results.json records the config: a job whose data URL
-    carries a token then finds the teacher it trained (and a rotated token keeps the teacher)."""
-    text = json.dumps(redact(json.loads(json.dumps(spec, default=str))), sort_keys=True, ensure_ascii=False)
+    ``masked``: the hash of the spec with its secrets masked, as results.json records the config
+    (what ``finished_teacher`` can check a folder against; a data URL's query string is masked there)."""
+    if masked:
+        spec = redact(json.loads(json.dumps(spec, default=str)))
+    text = json.dumps(spec, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -197,8 +199,8 @@ def teacher_command(teacher_dir: Path) -> list[str]:
     ]
 
 
-def finished_teacher(teacher_dir: Path, key: str) -> Path | None:
-    """The saved model of a completed teacher job in ``teacher_dir`` whose settings hash to ``key``:
+def finished_teacher(teacher_dir: Path, spec: dict[str, Any]) -> Path | None:
+    """The saved model of a completed teacher job in ``teacher_dir`` trained with ``spec``:
     its ``model/`` folder, or for a cross-validation job (``data.cv_folds``) the job folder itself,
     whose ``fold_k/model`` each fold starts from (``crossval.fold_init``)."""
     results = teacher_dir / "results.json"
@@ -209,10 +211,10 @@ def finished_teacher(teacher_dir: Path, key: str) -> Path | None:
     saved = (model / "config.json").is_file() or (model / "fold_0" / "model" / "config.json").is_file()
     if done.get("status") != "completed" or not saved:
         return None
-    if teacher_key(teacher_spec(done.get("config") or {})) != key:
+    if teacher_key(teacher_spec(done.get("config") or {}), masked=True) != teacher_key(spec, masked=True):
         raise BlockpruneError(
             f"{teacher_dir} holds a teacher trained with other settings than its folder name says "
-            f"(hash {key}). Delete that folder; the next job fine-tunes the teacher again."
+            f"(hash {teacher_key(spec)}). Delete that folder; the next job fine-tunes the teacher again."
         )
     return model
 
@@ -224,7 +226,7 @@ def _describe(model: Path) -> str:
     return f"{model}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _train_teacher(teacher_dir: Path, key: str) -> Path:
+def _train_teacher(teacher_dir: Path, spec: dict[str, Any]) -> Path:
     resumed = (teacher_dir / "checkpoints" / "last.ckpt").is_file()
     (teacher_dir / FAILED).unlink(missing_ok=True)
     cmd = teacher_command(teacher_dir)
@@ -238,7 +240,7 @@ def _train_teacher(teacher_dir: Path, key: str) -> Path:
 
     cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None) or os.getcwd()
     code = subprocess.run(cmd, cwd=cwd).returncode
-    model = finished_teacher(teacher_dir, key)
+    model = finished_teacher(teacher_dir, spec)
     if code != 0 or model is None:
         teacher_dir.mkdir(parents=True, exist_ok=True)
         (teacher_dir / FAILED).write_text(json.dumps({"time": time.time(), "exit_code": code}), encoding="utf-8")
@@ -262,9 +264,9 @@ def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
 
     check_config(cfg)  # a bad setting fails now, not after the teacher's fine-tuning
 
-    key = teacher_key(teacher_spec(cfg))
-    teacher_dir = Path(str(cfg.teacher.cache_dir)).expanduser() / key
-    model = finished_teacher(teacher_dir, key)
+    spec = teacher_spec(cfg)
+    teacher_dir = Path(str(cfg.teacher.cache_dir)).expanduser() / teacher_key(spec)
+    model = finished_teacher(teacher_dir, spec)
     if model is None:
         teacher_dir.parent.mkdir(parents=True, exist_ok=True)
         lock, since = FileLock(str(teacher_dir) + ".lock"), time.time()
@@ -277,7 +279,7 @@ def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
                     "teacher: waiting for another job fine-tuning it in %s (lock %s.lock)", teacher_dir, teacher_dir
                 )
         try:
-            model = finished_teacher(teacher_dir, key)  # another job may have finished it while we waited
+            model = finished_teacher(teacher_dir, spec)  # another job may have finished it while we waited
             failed = teacher_dir / FAILED
             if model is None and failed.is_file() and json.loads(failed.read_text())["time"] >= since:
                 raise BlockpruneError(
@@ -285,7 +287,7 @@ def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
                     "cause and run the command again: the teacher resumes from its last.ckpt."
                 )
             if model is None:
-                model = _train_teacher(teacher_dir, key)
+                model = _train_teacher(teacher_dir, spec)
                 log.info("teacher: fine-tuned %s", _describe(model))
             else:
                 log.info("teacher: another job fine-tuned it meanwhile: %s", _describe(model))
