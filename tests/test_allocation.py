@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.tiny_bert import make_tiny
 
 from blockprune.encoder import find_encoder_layers
 from blockprune.errors import ConfigError
@@ -12,6 +11,7 @@ from blockprune.pruning import BlockPruning, compact_model, sparsity_stats
 from blockprune.pruning.allocation import allocate, minimum_blocks
 from blockprune.pruning.binarizers import kept_blocks
 from blockprune.pruning.patch import masked_layers
+from helpers.tiny_bert import make_tiny
 
 
 def test_allocate_matches_a_hand_ranking_with_the_minimum():
@@ -71,8 +71,11 @@ def test_global_allocation_keeps_the_exact_count_with_the_per_layer_minimum(bloc
     assert len(set(counts["ffn"])) > 1  # not the uniform split
     # the kept FFN neurons are the globally best (beyond each layer's minimum)
     ffn = groups["ffn"]
-    kept_min = min(float(m.mask_scores.detach().flatten()[m.block_mask().flatten() > 0].min()) for m in ffn
-                   if int(m.block_mask().sum()) > minimum_blocks(m.mask_scores.numel(), 0.2, sparsity))
+    kept_min = min(
+        float(m.mask_scores.detach().flatten()[m.block_mask().flatten() > 0].min())
+        for m in ffn
+        if int(m.block_mask().sum()) > minimum_blocks(m.mask_scores.numel(), 0.2, sparsity)
+    )
     dropped_max = max(float(m.mask_scores.detach().flatten()[m.block_mask().flatten() == 0].max()) for m in ffn)
     assert kept_min >= dropped_max
 
@@ -97,11 +100,14 @@ def test_global_masks_follow_the_scores_after_an_update_and_compaction_keeps_the
     torch.testing.assert_close(compacted, masked, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"allocation": "layerwise"}, "prune.allocation"),
-    ({"allocation": "global", "method": "sigmoid_threshold", "reg_lambda": 1.0}, "method=topk"),
-    ({"allocation": "global", "min_keep": 0.6}, "prune.min_keep"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"allocation": "layerwise"}, "prune.allocation"),
+        ({"allocation": "global", "method": "sigmoid_threshold", "reg_lambda": 1.0}, "method=topk"),
+        ({"allocation": "global", "min_keep": 0.6}, "prune.min_keep"),
+    ],
+)
 def test_bad_allocation_settings_fail_early(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         BlockPruning(0.5, **kwargs)

@@ -22,12 +22,15 @@ def test_words_are_grouped_from_the_pieces():
     assert split_words(IDS, STARTS, SPECIAL) == [[0], [10, 20], [11], [12, 21, 22], [13], [1]]
 
 
-@pytest.mark.parametrize(("p", "want"), [
-    (Perturbation(0, 0, 0), IDS),
-    (Perturbation(swap=0, delete=0, mask=1), [0, 3, 3, 3, 3, 3, 3, 3, 1]),  # every piece of every word
-    (Perturbation(swap=1, delete=0, mask=0), [0, 11, 10, 20, 13, 12, 21, 22, 1]),  # pairs swapped, specials fixed
-    (Perturbation(swap=0, delete=1, mask=0), IDS),  # deleting every word would leave nothing: kept
-])
+@pytest.mark.parametrize(
+    ("p", "want"),
+    [
+        (Perturbation(0, 0, 0), IDS),
+        (Perturbation(swap=0, delete=0, mask=1), [0, 3, 3, 3, 3, 3, 3, 3, 1]),  # every piece of every word
+        (Perturbation(swap=1, delete=0, mask=0), [0, 11, 10, 20, 13, 12, 21, 22, 1]),  # pairs swapped, specials fixed
+        (Perturbation(swap=0, delete=1, mask=0), IDS),  # deleting every word would leave nothing: kept
+    ],
+)
 def test_perturbations_by_hand(p, want):
     assert perturb(IDS, STARTS, SPECIAL, 3, p, random.Random(0)) == want
 
@@ -59,7 +62,9 @@ def test_word_starts_from_a_sentencepiece_vocabulary():
 
 
 def test_extra_inputs_are_padded_copies_plus_cycled_unlabelled_texts():
-    aug = TeacherAugmentation(copies=2, perturbation=Perturbation(0, 0, 1), unlabelled_texts=["1", "23", "4"], batch_size=2)
+    aug = TeacherAugmentation(
+        copies=2, perturbation=Perturbation(0, 0, 1), unlabelled_texts=["1", "23", "4"], batch_size=2
+    )
     aug.setup(_Tok())
     batch = pad([IDS, [0, 13, 1]], pad_id=2)
     extra = aug.extra_inputs(batch, step=0)

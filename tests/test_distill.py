@@ -80,17 +80,21 @@ def test_teacher_with_other_labels_is_refused(teacher_dir, e5_dir):
         Distillation(str(teacher_dir)).load_teacher(student)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"teacher": None}, "needs a fine-tuned teacher"),
-    ({"teacher": "t", "temperature": 0.0}, "distill.temperature"),
-    ({"teacher": "t", "alpha": 1.5}, "distill.alpha"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"teacher": None}, "needs a fine-tuned teacher"),
+        ({"teacher": "t", "temperature": 0.0}, "distill.temperature"),
+        ({"teacher": "t", "alpha": 1.5}, "distill.alpha"),
+    ],
+)
 def test_bad_distillation_settings_fail_early(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         Distillation(**kwargs)
 
 
 # --- intermediate-layer distillation ------------------------------------------------------
+
 
 def test_hidden_state_loss_equals_a_hand_computation_over_real_tokens():
     # one layer plus embeddings, batch of 2, hidden width 2; the second sequence has a pad token
@@ -121,11 +125,18 @@ def test_attention_map_loss_equals_a_hand_computation():
 
 
 def _batch_with_teacher(student, teacher, kd, extra=None):
-    batch = {"input_ids": torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
-             "labels": torch.tensor([0, 2])}
+    batch = {
+        "input_ids": torch.tensor([[2, 7, 9, 3], [2, 8, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+        "labels": torch.tensor([0, 2]),
+    }
     with torch.no_grad():
         out = teacher(**model_inputs(batch), output_hidden_states=True, output_attentions=True)
-    batch[TEACHER_LOGITS], batch[TEACHER_HIDDEN], batch[TEACHER_ATTENTIONS] = out.logits, out.hidden_states, out.attentions
+    batch[TEACHER_LOGITS], batch[TEACHER_HIDDEN], batch[TEACHER_ATTENTIONS] = (
+        out.logits,
+        out.hidden_states,
+        out.attentions,
+    )
     if extra is not None:
         with torch.no_grad():
             extra[TEACHER_LOGITS] = teacher(**extra).logits
@@ -133,9 +144,12 @@ def _batch_with_teacher(student, teacher, kd, extra=None):
     return batch
 
 
+def _tiny(e5_dir, seed):
+    return build_tiny_classifier(str(e5_dir), 3, {v: k for k, v in LABELS.items()}, LABELS, seed=seed)
+
+
 def test_training_loss_adds_the_weighted_parts(e5_dir):
-    make = lambda seed: build_tiny_classifier(str(e5_dir), 3, {v: k for k, v in LABELS.items()}, LABELS, seed=seed)
-    student, teacher = make(2).eval(), make(1).eval()  # no dropout: the same forward twice
+    student, teacher = _tiny(e5_dir, 2).eval(), _tiny(e5_dir, 1).eval()  # no dropout: the same forward twice
     for m in (student, teacher):
         m.set_attn_implementation("eager")
     kd = Distillation("unused", temperature=2.0, alpha=0.4, hidden_weight=3.0, attention_weight=5.0)
@@ -153,14 +167,21 @@ def test_training_loss_adds_the_weighted_parts(e5_dir):
 
 
 def test_augmented_examples_get_kl_only_weighted_per_example(e5_dir):
-    make = lambda seed: build_tiny_classifier(str(e5_dir), 3, {v: k for k, v in LABELS.items()}, LABELS, seed=seed)
-    student, teacher = make(2).eval(), make(1).eval()  # no dropout: the same forward twice
+    student, teacher = _tiny(e5_dir, 2).eval(), _tiny(e5_dir, 1).eval()  # no dropout: the same forward twice
     kd = Distillation("unused", temperature=1.0, alpha=0.5)
-    extra = {"input_ids": torch.tensor([[2, 5, 3], [2, 6, 3], [2, 11, 3]]), "attention_mask": torch.ones(3, 3, dtype=torch.long)}
+    extra = {
+        "input_ids": torch.tensor([[2, 5, 3], [2, 6, 3], [2, 11, 3]]),
+        "attention_mask": torch.ones(3, 3, dtype=torch.long),
+    }
     batch = _batch_with_teacher(student, teacher, kd, extra)
     parts = kd.training_loss(student, batch)
     logits, aug_logits = student(**model_inputs(batch)).logits, student(**extra).logits
-    kl_each = lambda s, t: torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), reduction="none", log_target=True).sum(-1)
+
+    def kl_each(s, t):
+        return torch.nn.functional.kl_div(s.log_softmax(-1), t.log_softmax(-1), reduction="none", log_target=True).sum(
+            -1
+        )
+
     kl_all = torch.cat([kl_each(logits, batch[TEACHER_LOGITS]), kl_each(aug_logits, extra[TEACHER_LOGITS])]).mean()
     ce = torch.nn.functional.cross_entropy(logits, batch["labels"])  # the 2 labelled examples only
     assert parts["kd_loss"].item() == pytest.approx(kl_all.item(), rel=1e-5)

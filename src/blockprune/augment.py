@@ -133,7 +133,9 @@ class TeacherAugmentation:
     def setup(self, tokenizer: Any) -> None:
         """Learn the tokenizer's word starts, special and mask ids; tokenise the unlabelled texts once."""
         if self.copies > 0 and self.perturbation.mask > 0 and tokenizer.mask_token_id is None:
-            raise ConfigError("distill.augment.mask > 0 needs a tokenizer with a mask token; set distill.augment.mask=0.")
+            raise ConfigError(
+                "distill.augment.mask > 0 needs a tokenizer with a mask token; set distill.augment.mask=0."
+            )
         self._tokenizer = tokenizer
         self._starts = word_starts(tokenizer)
         self._special = set(tokenizer.all_special_ids)

@@ -4,8 +4,8 @@ CoFi), and the callback that owns the teacher."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -190,7 +190,9 @@ class Distillation(L.Callback):
         self.tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         return teacher
 
-    def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """alpha * T^2 * KL + (1 - alpha) * CE, with both parts for logging."""
         kd = distillation_loss(student_logits, teacher_logits, self.temperature)
         ce = nn.functional.cross_entropy(student_logits, labels)
@@ -214,7 +216,9 @@ class Distillation(L.Callback):
             losses["hidden_loss"] = hidden_state_loss(out.hidden_states, batch[TEACHER_HIDDEN], batch["attention_mask"])
             losses["loss"] = losses["loss"] + self.hidden_weight * losses["hidden_loss"]
         if attention:
-            losses["attention_loss"] = attention_map_loss(out.attentions, batch[TEACHER_ATTENTIONS], batch["attention_mask"])
+            losses["attention_loss"] = attention_map_loss(
+                out.attentions, batch[TEACHER_ATTENTIONS], batch["attention_mask"]
+            )
             losses["loss"] = losses["loss"] + self.attention_weight * losses["attention_loss"]
         return losses
 
@@ -238,8 +242,10 @@ class Distillation(L.Callback):
         return {"teacher": self.teacher_path, "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("fingerprint") is not None and self.fingerprint is not None and not math.isclose(
-            state["fingerprint"], self.fingerprint, rel_tol=1e-9
+        if (
+            state.get("fingerprint") is not None
+            and self.fingerprint is not None
+            and not math.isclose(state["fingerprint"], self.fingerprint, rel_tol=1e-9)
         ):
             raise ConfigError(
                 f"the checkpoint was distilled from the teacher {state['teacher']!r}, and the teacher "
@@ -272,8 +278,10 @@ def _augmentation(
     batch_size = int(settings.pop("unlabelled_batch_size", 32))
     unknown = set(settings) - {"swap", "delete", "mask"}
     if unknown:
-        raise ConfigError(f"distill.augment has unknown keys {sorted(unknown)}; allowed: copies, swap, delete, mask, "
-                          "unlabelled_batch_size.")
+        raise ConfigError(
+            f"distill.augment has unknown keys {sorted(unknown)}; allowed: copies, swap, delete, mask, "
+            "unlabelled_batch_size."
+        )
     texts = [t for f in files or () for t in read_texts(f, text_column)]
     if files and not texts:
         raise ConfigError(f"distill.unlabelled_files={list(files)} hold no texts in column {text_column!r}.")

@@ -82,8 +82,12 @@ class ClassifierModule(L.LightningModule):
         """Modules that add a penalty to the loss (soft movement pruning), found once per model."""
         if getattr(self, "_regularized_key", None) != id(self.model):  # an id, not the module: no submodule
             self._regularized_key = id(self.model)
-            self._regularized_modules = [m for m in self.model.modules() if hasattr(m, "regularization_loss")
-                                         and not getattr(getattr(m, "binarizer", None), "name", "") == "topk"]
+            self._regularized_modules = [
+                m
+                for m in self.model.modules()
+                if hasattr(m, "regularization_loss")
+                and not getattr(getattr(m, "binarizer", None), "name", "") == "topk"
+            ]
         return self._regularized_modules
 
     def _eval_step(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:

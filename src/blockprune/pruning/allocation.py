@@ -28,7 +28,9 @@ def allocate(scores: Sequence[torch.Tensor], keep: int, minimum: Sequence[int]) 
     ``keep`` by one ranking of all remaining blocks. The counts add up to ``keep`` exactly."""
     sizes = [s.numel() for s in scores]
     if any(not 0 <= m <= n for m, n in zip(minimum, sizes)) or not sum(minimum) <= keep <= sum(sizes):
-        raise ValueError(f"cannot keep {keep} of {sum(sizes)} blocks with per-tensor minimum {list(minimum)} of {sizes}")
+        raise ValueError(
+            f"cannot keep {keep} of {sum(sizes)} blocks with per-tensor minimum {list(minimum)} of {sizes}"
+        )
     counts = list(minimum)
     remaining = keep - sum(minimum)
     if remaining:
@@ -80,7 +82,9 @@ def install_global_allocation(model: nn.Module, min_keep: float) -> dict[str, Gl
     """Give every masked linear a top-k binarizer that takes its count from its group's ranking:
     "attention" (Q/K/V/O blocks or heads of all layers) and "ffn" (neurons of all layers)."""
     if not 0.0 <= min_keep < 1.0:
-        raise ConfigError(f"prune.min_keep={min_keep} must be a fraction in [0, 1): the share of each matrix always kept.")
+        raise ConfigError(
+            f"prune.min_keep={min_keep} must be a fraction in [0, 1): the share of each matrix always kept."
+        )
     groups: dict[str, list[nn.Module]] = {"attention": [], "ffn": []}
     for layer in find_encoder_layers(model):
         for role in layer.roles:

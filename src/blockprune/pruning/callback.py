@@ -43,7 +43,9 @@ class BlockPruning(L.Callback):
         min_keep: float = 0.05,
     ) -> None:
         if not 0.0 <= sparsity < 1.0:
-            raise ConfigError(f"prune.sparsity={sparsity} is outside [0, 1): give the fraction of weights to remove, e.g. 0.5.")
+            raise ConfigError(
+                f"prune.sparsity={sparsity} is outside [0, 1): give the fraction of weights to remove, e.g. 0.5."
+            )
         if method not in BINARIZERS:
             raise ConfigError(f"prune.method={method!r} is unknown; allowed: {sorted(BINARIZERS)}.")
         if attention_block == "head":
@@ -56,17 +58,21 @@ class BlockPruning(L.Callback):
         else:
             block = (int(attention_block[0]), int(attention_block[1]))
         if not (0 <= warmup < 1 and 0 <= hold < 1 and warmup + hold < 1):
-            raise ConfigError(f"prune.warmup={warmup} and prune.hold={hold} must be fractions in [0, 1) with a sum below 1.")
+            raise ConfigError(
+                f"prune.warmup={warmup} and prune.hold={hold} must be fractions in [0, 1) with a sum below 1."
+            )
         if method == "sigmoid_threshold" and reg_lambda <= 0:
-            raise ConfigError("prune.method=sigmoid_threshold needs prune.reg_lambda > 0: sparsity comes from the L1 penalty.")
+            raise ConfigError(
+                "prune.method=sigmoid_threshold needs prune.reg_lambda > 0: sparsity comes from the L1 penalty."
+            )
         if allocation not in ALLOCATIONS:
             raise ConfigError(f"prune.allocation={allocation!r} is unknown; allowed: {list(ALLOCATIONS)}.")
         if allocation == "global" and method != "topk":
             raise ConfigError("prune.allocation=global ranks blocks for top-k; it needs prune.method=topk.")
         if allocation == "global" and not 0.0 <= min_keep <= 1.0 - sparsity:
             raise ConfigError(
-                f"prune.min_keep={min_keep} must be in [0, 1 - prune.sparsity = {1 - sparsity:g}]: every matrix keeps at "
-                "least that share of its blocks, which must fit in what the sparsity keeps."
+                f"prune.min_keep={min_keep} must be in [0, 1 - prune.sparsity = {1 - sparsity:g}]: every matrix "
+                "keeps at least that share of its blocks, which must fit in what the sparsity keeps."
             )
         self.sparsity = sparsity
         self.method = method
@@ -117,7 +123,9 @@ class BlockPruning(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.set_step(pl_module.model, self.schedule.total_steps)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
             pl_module.log_dict({f"prune/{k}": float(v) for k, v in sparsity_stats(pl_module.model).items()})
 
