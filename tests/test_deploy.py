@@ -289,3 +289,15 @@ def test_cross_validation_folds_pool_into_one_deploy_section():
     assert pooled["fastest"] == "onnx-int8" and pooled["best"]["speedup"] == pytest.approx(2.5)
     # a runtime that failed its re-test in one fold is not served
     assert pool_deploy([fold(100, 0.8, True, 4.0), fold(100, 0.7, False, 4.0)])["fastest"] == "torch"
+
+    # a cross-validation job's results.json carries the pooled section
+    from omegaconf import OmegaConf
+
+    from blockprune.crossval import pooled_results
+
+    cfg = OmegaConf.create({"task_name": "t", "data": {"cv_folds": 2, "seed": 0}, "paths": {"output_dir": "/tmp/x"}})
+    folds = [
+        {"metrics": {}, "data": {"label2id": {"a": 0}, "split_sizes": {}}, "deploy": fold(100, 0.8, True, 4.0)},
+        {"metrics": {}, "data": {"label2id": {"a": 0}, "split_sizes": {}}, "deploy": fold(300, 0.76, True, 5.0)},
+    ]
+    assert pooled_results(cfg, folds, 1.0)["deploy"]["runtimes"]["onnx-int8"]["n_texts"] == 400

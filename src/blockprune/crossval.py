@@ -23,6 +23,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from blockprune.atomic import write_json
+from blockprune.deploy import pool_deploy
 from blockprune.errors import ConfigError
 from blockprune.evaluation import record_metrics
 from blockprune.redact import redacted_container
@@ -142,6 +143,8 @@ def pooled_results(cfg: DictConfig, folds: list[dict[str, Any]], wall_time_s: fl
     }
     if predictions is not None:
         results["predictions"] = predictions
+    if all(f.get("deploy") for f in folds):  # every fold's runtimes re-tested on its own test fold
+        results["deploy"] = pool_deploy([f["deploy"] for f in folds])
     if all(f.get("model_dir") for f in folds):
         results["model_dir"] = str(cfg.paths.output_dir)  # fold k's model: fold_k/model (see fold_init)
     carbon = _sum_carbon(folds)
