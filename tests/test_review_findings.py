@@ -207,3 +207,31 @@ def test_export_keeps_a_deploy_json_it_did_not_write(tmp_path, capsys):
     assert (folder / "deploy.json").read_text(encoding="utf-8") == '{"mine": true}\n'
     assert not (folder / "model.onnx").exists()  # refused before any work
     assert cli([*args, "--overwrite"]) == 0 and cli(args) == 0  # then its own deploy.json is replaced
+
+
+def test_bench_out_never_writes_through_a_folder_named_bench_md(tmp_path, capsys):
+    from blockprune.cli import main as cli
+    from helpers.saved_models import compacted, save, tiny_classifier
+
+    dense = tiny_classifier()
+    base, pruned = save(dense, tmp_path / "dense"), save(compacted(dense), tmp_path / "pruned")
+    out = tmp_path / "out"
+    (out / "bench.md").mkdir(parents=True)
+    (out / "bench.md" / "keep.txt").write_text("mine", encoding="utf-8")
+    args = ["bench", str(base), str(pruned), "--batch-sizes", "2", "--seq-lens", "8", "--repeats", "2"]
+    assert cli([*args, "--warmup", "1", "--out", str(out)]) == 2
+    assert "existing folder" in capsys.readouterr().err
+    assert (out / "bench.md" / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_the_cli_masks_secrets_in_its_log_records(caplog):
+    import logging
+
+    from blockprune.cli import main as cli
+
+    cli(["report", "/nonexistent/study"])  # any command: the CLI sets up logging and its filter
+    record = logging.LogRecord(
+        "blockprune", logging.INFO, __file__, 1, "token hf_abcdefghijklmnopqrstuvwxyz123456", (), None
+    )
+    assert all(f.filter(record) for h in logging.getLogger().handlers for f in h.filters)
+    assert "hf_abcdefghijklmnopqrstuvwxyz123456" not in record.getMessage()

@@ -8,7 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from blockprune.atomic import atomic_path
 from blockprune.errors import BlockpruneError
+from blockprune.redact import install_log_filter
 
 log = logging.getLogger("blockprune")
 
@@ -51,7 +53,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(markdown)
     if args.out:
         save(result, Path(args.out) / "bench.json")
-        (Path(args.out) / "bench.md").write_text(markdown, encoding="utf-8")
+        with atomic_path(Path(args.out) / "bench.md") as tmp:  # a folder or link named bench.md is not written through
+            tmp.write_text(markdown, encoding="utf-8")
     return 0
 
 
@@ -248,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # no secret of a command's arguments reaches the terminal or a log file
     try:
         return args.func(args)
     except (BlockpruneError, FileNotFoundError) as err:
