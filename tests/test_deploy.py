@@ -241,6 +241,40 @@ def test_study_table_shows_the_best_deployed_runtime(tmp_path):
     assert "onnx-int8 3.71x 79.12" in markdown and "deployed: runtime, speed-up, accuracy" in markdown
 
 
+def test_the_report_plots_each_verified_runtime_and_keeps_private_columns_out_of_the_csv(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from blockprune import report
+
+    rt = {"verified": True, "accuracy": 0.79, "speedup_vs_dense_torch": {"batch_1": 5.0, "batch_32": 3.0}}
+    deploy = {"runtimes": {"onnx-int8": rt, "onnx": {**rt, "verified": False}}, "best": {"runtime": "onnx-int8"}}
+    for name, sparsity in (("base", 0.0), ("half", 0.5)):
+        results = {
+            "status": "completed",
+            "config": {"prune": {"sparsity": sparsity}, "seed": 1},
+            "metrics": {"test/acc": 0.8, "test/f1_macro": 0.7},
+            "params": {"total": 4e6, "encoder": 1e6, "word_embeddings": 3e6},
+            "flops_per_token": 1e6,
+            "dense": {"params": {"total": 4e6}, "flops_per_token": 1e6},
+            "speed": {"speedup": 1.0 + sparsity},
+            **({"deploy": deploy} if sparsity else {}),
+        }
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+    scattered = []
+    real_scatter = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "scatter",
+        lambda ax, xs, ys, **kw: scattered.append((kw["label"], list(xs), list(ys))) or real_scatter(ax, xs, ys, **kw),
+    )
+    report.write_report([tmp_path], tmp_path / "out")
+    assert scattered == [("deployed: onnx-int8", [3.0], [pytest.approx(79.0)])]  # largest batch; unverified left out
+    assert not [
+        c for c in (tmp_path / "out" / "table1.csv").read_text().splitlines()[0].split(",") if c.startswith("_")
+    ]
+
+
 def test_deploy_config_is_checked(tmp_path):
     from blockprune.deploy import check_deploy_config
 

@@ -126,8 +126,20 @@ def job_row(job: Path) -> dict[str, Any]:
         _dense_params=r["dense"]["params"]["total"],
         _seed=r.get("config", {}).get("seed"),
         _predictions=r.get("predictions"),
+        _deployed_points=_deployed_points(r.get("deploy")),
     )
     return row
+
+
+def _deployed_points(deploy: dict[str, Any] | None) -> list[tuple[str, float, float]]:
+    """(runtime, speed-up over dense PyTorch fp32 at the largest batch, accuracy %) of each verified runtime."""
+    points = []
+    for name, rt in ((deploy or {}).get("runtimes") or {}).items():
+        speedups = rt.get("speedup_vs_dense_torch") or {}
+        if rt.get("verified") and rt.get("accuracy") is not None and speedups:
+            largest = max(speedups, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
+            points.append((name, float(speedups[largest]), 100 * float(rt["accuracy"])))
+    return points
 
 
 #: Written by ``blockprune table1`` into the study folder: where its baseline(s) live.
@@ -156,7 +168,7 @@ def build_table(folders: list[str | Path]) -> pd.DataFrame:
             f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}"
         )
     table = pd.DataFrame(rows)
-    for col in COLUMNS + ["_dense_params", "error", "_seed", "_predictions"]:
+    for col in COLUMNS + ["_dense_params", "error", "_seed", "_predictions", "_deployed_points"]:
         if col not in table:
             table[col] = None
     table = with_intervals(table)
@@ -317,7 +329,13 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         ax.errorbar(part["speedup"], part["accuracy"], yerr=[low, high], fmt=marker, ms=7, capsize=3, label=label)
         for _, r in part.iterrows():
             ax.annotate(r["row"], (r["speedup"], r["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("measured inference speed-up over the dense baseline (x)")
+    deployed = [(rt, x, y) for pts in done.get("_deployed_points", []) if isinstance(pts, list) for rt, x, y in pts]
+    for i, runtime in enumerate(
+        sorted({rt for rt, _, _ in deployed})
+    ):  # each serving runtime, verified on the test split
+        xs, ys = zip(*[(x, y) for rt, x, y in deployed if rt == runtime])
+        ax.scatter(xs, ys, marker="^v<>Dx+"[i % 7], s=30, alpha=0.7, label=f"deployed: {runtime}")
+    ax.set_xlabel("measured inference speed-up over the dense baseline in PyTorch fp32 (x)")
     ax.set_ylabel("test accuracy (%), 95 % bootstrap interval")
     ax.set_title("Accuracy vs speed-up")
     ax.grid(alpha=0.3)
@@ -333,7 +351,7 @@ def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame
     out = Path(out_dir)
     table = build_table(folders)
     with atomic_path(out / "table1.csv") as tmp:
-        table.to_csv(tmp, index=False)
+        table.drop(columns=[c for c in table if c.startswith("_")]).to_csv(tmp, index=False)
     with atomic_path(out / "table1.md") as tmp:
         tmp.write_text(to_markdown(table), encoding="utf-8")
     plot(table, out / "accuracy_vs_speedup.png")
