@@ -393,3 +393,21 @@ def test_odd_inputs_are_trained_on_counted_and_predicted_without_a_crash(tmp_pat
     other = [(p + 1) % model.config.num_labels for p in pred]
     assert evaluate_texts(model, tokenizer, texts, pred, max_length=64)["test/acc"] == 1.0
     assert evaluate_texts(model, tokenizer, texts, other, max_length=64)["test/acc"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [(["module.lr=-1"], "module.lr=-1"), (["hub.push=true", "hub.repo_id=someone/model"], "HF_TOKEN")],
+)
+def test_a_bad_config_or_hub_push_fails_before_a_teacher_is_fine_tuned(bad, words, tmp_path, monkeypatch):
+    """The teacher is the first thing a pruned job on a pretrained model writes: the checks come first."""
+    import blockprune.teacher
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    started = []
+    monkeypatch.setattr(blockprune.teacher.subprocess, "run", lambda *a, **k: started.append(a))
+    cfg = make_cfg(tmp_path / "run", ["teacher.auto=true", "prune.sparsity=0.5", "distill=on", *bad])
+    with pytest.raises(ConfigError, match=words):
+        train(cfg)
+    assert not started and not (tmp_path / "run" / "cache" / "teachers").exists()

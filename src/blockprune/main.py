@@ -45,6 +45,9 @@ log = logging.getLogger("blockprune")
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One job: one fit, or with ``data.cv_folds=K`` one fit per fold and test metrics pooled
     over every example (``blockprune.crossval``)."""
+    # Every check that can fail comes before the first file is written (teacher, loggers, checkpoints).
+    check_config(cfg)
+    check_push(cfg)  # hub.push: repo id, token and a reachable hub, before any training
     provide_teacher(cfg)  # no fine-tuned model to prune/distil from: the dense teacher, fine-tuned once (cached)
     return cross_validate(cfg, fit) if cfg.data.get("cv_folds") else fit(cfg)
 
@@ -56,9 +59,6 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     every rank runs this; rank 0 alone writes files."""
     start, environment = time.time(), environment_snapshot()
     out_dir = Path(cfg.paths.output_dir)
-    # Every check that can fail comes before the first file is written (loggers, checkpoints).
-    check_config(cfg)
-    check_push(cfg)  # hub.push: repo id, token and a reachable hub, before any training
     pruning = build_pruning(cfg.get("prune"))
     distillation = build(cfg.distill) if cfg.get("distill") else None
     L.seed_everything(cfg.seed, workers=True)

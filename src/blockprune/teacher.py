@@ -255,14 +255,11 @@ def _train_teacher(teacher_dir: Path, spec: dict[str, Any]) -> Path:
 def provide_teacher(cfg: DictConfig, poll_s: float = 30.0) -> Path | None:
     """When the job needs a teacher (``needs_teacher``): reuse the cached one or fine-tune it
     (under a lock), then point ``init_from`` at it, which ``distill.teacher`` follows.
-    Returns the teacher's model folder, or None when the job needs none."""
+    Returns the teacher's model folder, or None when the job needs none. ``main.train`` checks the
+    config (and a Hub push) before calling this, so a bad setting fails before the teacher's fine-tuning."""
     if not needs_teacher(cfg):
         return None
     from filelock import FileLock, Timeout
-
-    from blockprune.validation import check_config
-
-    check_config(cfg)  # a bad setting fails now, not after the teacher's fine-tuning
 
     spec = teacher_spec(cfg)
     teacher_dir = Path(str(cfg.teacher.cache_dir)).expanduser() / teacher_key(spec)
