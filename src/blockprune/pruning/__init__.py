@@ -1,4 +1,4 @@
-"""Block movement pruning: masked layers, binarizers, schedule, patching, compaction, vocabulary trimming."""
+"""Block movement pruning: masked layers, binarizers, schedule, allocation, patching, compaction."""
 
 from blockprune.pruning.binarizers import SigmoidThresholdBinarizer, TopKBinarizer
 from blockprune.pruning.callback import BlockPruning, sparsity_stats
