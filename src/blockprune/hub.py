@@ -10,7 +10,6 @@ comes from the environment (``HF_TOKEN``) or ``hf auth login``, and is never log
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -358,10 +357,3 @@ def publish(results: dict[str, Any], cfg: DictConfig | dict | None = None) -> di
         )
         out.update(repo_id=repo_id, error=f"{type(err).__name__}: {message}")
     return out
-
-
-def write_card_from_results(job_dir: str | Path, **hub: Any) -> Path:
-    """Write (or refresh) the card of an already finished job folder from its results.json."""
-    results = json.loads((Path(job_dir) / "results.json").read_text(encoding="utf-8"))
-    settings = {**_hub_settings(results.get("config")), **hub, "push": False}
-    return Path(publish(results, {"hub": settings})["card"])
