@@ -83,3 +83,24 @@ def test_a_sparsity_on_the_default_prune_group_means_block_pruning():
 def test_the_teacher_defaults_to_the_model_the_job_starts_from():
     assert _compose(["distill=on"]).distill.teacher.endswith("models/e5-small-mr")
     assert _compose(["distill=on", "init_from=/some/baseline"]).distill.teacher == "/some/baseline"
+
+
+def test_init_from_must_be_a_model_folder_or_for_cv_a_cv_job_folder(tmp_path):
+    """A folder without config.json is refused before training; a CV job may start from a CV job's folder
+    (each fold from its own fold's model), a plain job may not."""
+    from blockprune.errors import ConfigError
+    from blockprune.validation import check_config
+
+    job = tmp_path / "job"
+    (job / "fold_0" / "model").mkdir(parents=True)
+    (job / "fold_0" / "model" / "config.json").write_text("{}")
+    cfg = OmegaConf.create(
+        {"trainer": {"precision": "32"}, "model": {}, "data": {"cv_folds": 2}, "init_from": str(job)}
+    )
+    check_config(cfg)
+    cfg.data.cv_folds = None
+    with pytest.raises(ConfigError, match="no model folder there"):
+        check_config(cfg)
+    cfg.data.cv_folds, cfg.init_from = 2, str(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="no model folder there"):
+        check_config(cfg)

@@ -20,6 +20,12 @@ _FP16_PRECISIONS = ("16", "16-mixed", "16-true")
 _GPU_ACCELERATORS = ("gpu", "cuda")
 
 
+def _is_cv_job(cfg: DictConfig, folder: str) -> bool:
+    """A cross-validation job folder is a valid ``init_from`` for a CV job: each fold starts from
+    its own fold's model (``crossval.fold_init`` checks every fold)."""
+    return bool((cfg.get("data") or {}).get("cv_folds")) and Path(folder, "fold_0", "model", "config.json").is_file()
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError naming the key and the allowed values for the first bad setting found."""
     check_precision(str(cfg.trainer.get("precision", "32")), str(cfg.trainer.get("accelerator", "auto")))
@@ -37,6 +43,7 @@ def check_config(cfg: DictConfig) -> None:
             and _looks_local(str(value))
             and not Path(str(value), "config.json").is_file()
             and not Path(str(value), "tokenizer.json").is_file()
+            and not (key == "init_from" and _is_cv_job(cfg, str(value)))
         ):
             raise ConfigError(
                 f"{key}={value}: no model folder there (no config.json). Fix: give the folder that "
