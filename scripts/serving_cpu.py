@@ -12,6 +12,7 @@ percentile length of the MahaNews SHC headlines and batch 1 at their median leng
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
 from blockprune.deploy.onnx_export import export_onnx  # noqa: E402
+from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino  # noqa: E402
 from blockprune.deploy.quantize import quantize_int8  # noqa: E402
 from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noqa: E402
 from blockprune.models import load_tokenizer  # noqa: E402
@@ -44,21 +46,6 @@ class CompiledRuntime(TorchRuntime):
     def __init__(self, model):
         super().__init__(model, "torch-compile")
         self.model = torch.compile(model, dynamic=False)
-
-
-class OpenVinoRuntime(Runtime):
-    def __init__(self, onnx_path: Path, name: str = "openvino"):
-        import openvino as ov
-
-        self.name = name
-        core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        self.inputs = [i.get_any_name() for i in self.compiled.inputs]
-
-    def logits(self, batch):
-        ids = np.asarray(batch["input_ids"], dtype=np.int64)
-        feeds = {n: np.asarray(batch.get(n, np.zeros_like(ids)), dtype=np.int64) for n in self.inputs}
-        return self.compiled(feeds)[0]
 
 
 def make_models(labels: int, sparsity: float, seed: int):
@@ -97,7 +84,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--check-texts", type=int, default=500, help="texts for agreement with PyTorch float32")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--openvino", help="folder with the openvino package (pip install --target)")
+    parser.add_argument("--no-openvino", action="store_true", help="skip OpenVINO (timed when it is installed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -135,12 +122,11 @@ def main() -> int:
             rts[name] = OnnxRuntime(q, name, args.threads)
         if not args.no_compile:
             rts["torch-compile"] = CompiledRuntime(model)
-        if args.openvino:
-            sys.path.append(args.openvino)  # after the venv: its own numpy copy must not shadow ours
-            try:
-                rts["openvino"] = OpenVinoRuntime(fp32)
-            except Exception as err:  # noqa: BLE001 - optional comparison
-                print(f"openvino skipped: {err}", file=sys.stderr)
+        if not args.no_openvino and importlib.util.find_spec("openvino") is not None:
+            t = time.time()
+            xml = export_openvino(fp32, folder / "openvino_model.xml")
+            export_s[f"{label} openvino"] = time.time() - t
+            rts["openvino"] = OpenVinoRuntime(xml, args.threads)
         runtimes[label] = rts
 
     # agreement with PyTorch float32 of the same model, on real headlines

@@ -64,7 +64,7 @@ def test_reduced_precision_agrees_with_float32(folder, texts, name):
 def test_exported_files_have_optimum_names_and_int8_keeps_the_classifier_fp32(folder):
     import onnx
 
-    assert FILES == {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+    assert FILES == {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx", "openvino": "openvino_model.xml"}
     assert (folder / "model.onnx").is_file() and (folder / "model_quantized.onnx").is_file()
     graph = onnx.load(str(folder / "model_quantized.onnx")).graph
     ops = {n.op_type for n in graph.node}

@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         nargs="+",
         default=["onnx", "onnx-int8"],
-        help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), torch-bf16, torch-int8",
+        help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), openvino (openvino_model.xml, optional extra), "
+        "torch-bf16, torch-int8",
     )
     p.add_argument(
         "--texts", help="CSV/TSV/JSONL (or .txt) texts to re-test on (default: random inputs, agreement only)"

@@ -127,6 +127,9 @@ def deploy_job(
     try:
         final = _open_all(model, tokenizer, folder, names, int8, threads, overwrite)
         per_runtime: dict[str, dict[str, Any]] = {n: {"file": FILES.get(n)} for n in names}
+        for name, runtime in final.items():
+            if getattr(runtime, "precision", None):  # what a plugin chose for this CPU (OpenVINO: bf16 or f32)
+                per_runtime[name]["precision"] = runtime.precision
         _retest(
             final, per_runtime, tokenizer, texts, labels, max_length, max_accuracy_drop, min_agreement, seq_len, model
         )

@@ -6,10 +6,13 @@
 ``torch-int8`` PyTorch dynamic int8 (``torch.ao``; deprecated upstream, kept for comparison)
 ``onnx``       onnxruntime float32 on ``model.onnx`` in the model folder
 ``onnx-int8``  onnxruntime dynamic int8 on ``model_quantized.onnx`` in the model folder
+``openvino``   OpenVINO CPU plugin on ``openvino_model.xml`` (converted from ``model.onnx``; runs in
+               the plugin's default precision: bfloat16 on AMX / AVX512-BF16 CPUs; optional extra)
 =============  ===========================================================================
 
 The ONNX file names are the ones Optimum's ``ORTModelForSequenceClassification`` loads
-(``model.onnx``; ``file_name="model_quantized.onnx"``), so an exported folder also serves there.
+(``model.onnx``; ``file_name="model_quantized.onnx"``), so an exported folder also serves there;
+``openvino_model.xml`` is Optimum Intel's ``OVModelForSequenceClassification`` name.
 A batch is a mapping of numpy int64 arrays (``input_ids``, ``attention_mask`` and, when the
 tokenizer makes them, ``token_type_ids``), as a tokenizer returns with ``return_tensors="np"``.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,9 +35,11 @@ from torch import nn
 from blockprune.atomic import OutputExistsError, check_output
 from blockprune.errors import BlockpruneError, ConfigError
 
-RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
-#: The file each ONNX runtime reads from (and ``export_runtime`` writes into) the model folder.
-FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx"}
+RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino")
+#: The file each exported runtime reads from (and ``export_runtime`` writes into) the model folder.
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx", "openvino": "openvino_model.xml"}
+#: Runtimes that need an optional package: the package, and the extra that installs it.
+OPTIONAL = {"openvino": ("openvino", "blockprune[openvino]")}
 #: Runtimes whose logits must equal PyTorch float32's (max abs difference <= 1e-4).
 EXACT = ("torch", "onnx")
 
@@ -43,6 +49,10 @@ def check_runtimes(names: Sequence[str]) -> list[str]:
     unknown = [n for n in names if n not in RUNTIMES]
     if unknown:
         raise ConfigError(f"unknown runtime(s) {unknown}; choose from {list(RUNTIMES)} (deploy.runtimes / --runtime).")
+    for name in names:
+        if name in OPTIONAL and importlib.util.find_spec(OPTIONAL[name][0]) is None:
+            package, extra = OPTIONAL[name]
+            raise ConfigError(f'runtime "{name}" needs the {package} package. Fix: pip install "{extra}".')
     return list(dict.fromkeys(names))
 
 
@@ -101,14 +111,19 @@ class OnnxRuntime(Runtime):
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
-        ids = np.asarray(batch["input_ids"], dtype=np.int64)
-        feeds = {}
-        for n in self.input_names:
-            value = batch.get(n)
-            if value is None:
-                value = np.ones_like(ids) if n == "attention_mask" else np.zeros_like(ids)
-            feeds[n] = np.asarray(value, dtype=np.int64)
-        return self.session.run(["logits"], feeds)[0]
+        return self.session.run(["logits"], int64_feeds(batch, self.input_names))[0]
+
+
+def int64_feeds(batch: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The graph's inputs ``names`` from ``batch`` as int64; a missing mask is all ones, missing type ids zeros."""
+    ids = np.asarray(batch["input_ids"], dtype=np.int64)
+    feeds = {}
+    for n in names:
+        value = batch.get(n)
+        if value is None:
+            value = np.ones_like(ids) if n == "attention_mask" else np.zeros_like(ids)
+        feeds[n] = np.asarray(value, dtype=np.int64)
+    return feeds
 
 
 def export_runtime(
@@ -122,9 +137,9 @@ def export_runtime(
 ) -> Path | None:
     """Write what runtime ``name`` needs into ``model_dir``; return the file (None: nothing to write).
 
-    ``onnx-int8`` quantises ``model.onnx`` (exported first when missing, or older than the
-    weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`.
-    An ONNX file already in the folder that blockprune did not write is replaced only with ``overwrite``.
+    ``onnx-int8`` quantises and ``openvino`` converts ``model.onnx`` (exported first when missing,
+    or older than the weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`.
+    An exported file already in the folder that blockprune did not write is replaced only with ``overwrite``.
     """
     check_runtimes([name])
     if name not in FILES:
@@ -141,6 +156,10 @@ def export_runtime(
         export_onnx(model, tokenizer, fp32, overwrite=overwrite)
     if name == "onnx":
         return fp32
+    if name == "openvino":
+        from blockprune.deploy.openvino_runtime import export_openvino
+
+        return export_openvino(fp32, folder / FILES[name], overwrite)
     check_own_onnx(folder / FILES[name], overwrite)
     return quantize_int8(fp32, folder / FILES[name], **dict(int8 or {}))
 
@@ -175,6 +194,10 @@ def open_runtime(
     if name in FILES:
         if model_dir is None:
             raise BlockpruneError(f"runtime '{name}' reads {FILES[name]} from a model folder; none was given.")
+        if name == "openvino":
+            from blockprune.deploy.openvino_runtime import OpenVinoRuntime
+
+            return OpenVinoRuntime(Path(model_dir) / FILES[name], threads)
         return OnnxRuntime(Path(model_dir) / FILES[name], name, threads)
     if model is None:
         if model_dir is None:
