@@ -1,0 +1,142 @@
+"""Deployed accuracy and speed of a study's models, paired with the dense baseline example by example.
+
+    .venv/bin/python scripts/deployed_accuracy.py outputs/table1/<study> --runtimes onnx-int8 openvino \
+        --out docs/results/<study>/deployed.json
+
+For the baseline and every pruned job of the study (``<study>/baseline``, ``<study>/pruned/*``) it
+rebuilds the job's data module from the job's own config (same cleaning, same test split), copies
+the saved model to a temporary folder, exports it to each runtime (``blockprune.deploy``), and
+records per runtime: test accuracy, the paired difference to the dense baseline in PyTorch float32
+(paired bootstrap interval, McNemar's p: ``blockprune.evaluation.compare_to_baseline``) and the
+speed-ups over the dense model in PyTorch float32, all runtimes of the job alternated in one
+process (``blockprune.deploy.deploy_job``). The question it answers is issue 14's goal: is the
+deployed pruned model faster, and how far below the dense model is it, with an interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from blockprune.components import build
+from blockprune.deploy import FILES, deploy_job, open_runtime
+from blockprune.deploy.inference import predict_logits
+from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval, record_metrics
+from blockprune.models import load_model, load_tokenizer
+
+
+def job_data(job: Path):
+    """The job's data module, rebuilt from its results.json config (its test split, cleaned the same way)."""
+    results = json.loads((job / "results.json").read_text(encoding="utf-8"))
+    cfg = OmegaConf.create(results["config"])
+    datamodule = build(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return results, datamodule
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path)
+    parser.add_argument("--runtimes", nargs="+", default=["onnx-int8", "openvino"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, help="threads per runtime (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    args = parser.parse_args()
+    start, load_before = time.time(), os.getloadavg()
+
+    base_job = args.study / "baseline"
+    jobs = [base_job, *sorted(p.parent for p in (args.study / "pruned").glob("*/results.json"))]
+    base_results, datamodule = job_data(base_job)
+    dense = load_model(base_results["model_dir"]).eval()
+    base_record = base_results["predictions"]
+    texts, labels, ids = datamodule.texts("test"), datamodule.labels("test"), datamodule.example_ids("test")
+    num_classes = datamodule.num_labels
+    rows = {}
+    for job in jobs:
+        results, dm = job_data(job)
+        if dm.example_ids("test") != ids:
+            raise SystemExit(f"{job}: its test split differs from the baseline's; not comparable")
+        with tempfile.TemporaryDirectory(prefix="deployed-") as tmp:
+            folder = Path(tmp) / "model"
+            shutil.copytree(results["model_dir"], folder)
+            for stale in (*FILES.values(), "openvino_model.bin", "deploy.json"):  # exported afresh below
+                (folder / stale).unlink(missing_ok=True)
+            model = load_model(folder).eval()
+            tokenizer = load_tokenizer(str(folder))
+            record = deploy_job(
+                model,
+                tokenizer,
+                folder,
+                dense if job != base_job else None,
+                texts,
+                labels,
+                args.runtimes,
+                seq_len=int(results["seq_len"]),
+                max_length=int(dm.max_length),
+                batch_sizes=args.batch_sizes,
+                repeats=args.repeats,
+                threads=args.threads,
+            )
+            prune, distill = results["config"].get("prune") or {}, results["config"].get("distill")
+            row = {"job": str(job), "sparsity": prune.get("sparsity", 0.0), "distill": bool(distill), "runtimes": {}}
+            name = "baseline" if job == base_job else f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
+            for runtime, deployed in record["runtimes"].items():
+                logits = predict_logits(
+                    open_runtime(runtime, folder, model=model, threads=args.threads),
+                    tokenizer,
+                    texts,
+                    max_length=int(dm.max_length),
+                    batch_size=64,
+                )
+                pred = prediction_record(ids, labels, logits.argmax(-1).tolist())
+                row["runtimes"][runtime] = {
+                    "accuracy": 100 * record_metrics(pred, num_classes)["test/acc"],
+                    "interval": record_interval([pred], num_classes),
+                    "vs_dense_torch_fp32": compare_to_baseline([base_record], [pred], num_classes),
+                    "precision": deployed.get("precision"),
+                    "verified": deployed["verified"],
+                    "agreement_with_own_torch_fp32": deployed["agreement"],
+                    "speedup_vs_dense_torch": deployed["speedup_vs_dense_torch"],
+                    "speedup_vs_dense_same_runtime": deployed["speedup_vs_dense_same_runtime"],
+                    "latency_ms": deployed["latency_ms"],
+                }
+                got, paired = row["runtimes"][runtime], row["runtimes"][runtime]["vs_dense_torch_fp32"]
+                print(
+                    f"{name:40s} {runtime:10s} acc {got['accuracy']:.2f} vs dense {paired['diff_acc']:+.2f} "
+                    f"[{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}] "
+                    + " ".join(f"{k} {v:.2f}x" for k, v in got["speedup_vs_dense_torch"].items()),
+                    file=sys.stderr,
+                )
+            row["seq_len"], row["environment"] = record["seq_len"], record["environment"]
+        rows[name] = row
+    out = {
+        "schema": "blockprune.deployed_accuracy/1",
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.date.today().isoformat(),
+        "study": str(args.study),
+        "baseline_test_examples": len(ids),
+        "note": "accuracy in points; vs_dense_torch_fp32 pairs each runtime's test predictions with the dense "
+        "baseline's (PyTorch float32) example by example; speed-ups from runs alternated in one process",
+        "loadavg": {"before": load_before, "after": os.getloadavg()},
+        "rows": rows,
+        "wall_s": round(time.time() - start, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} in {out['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
