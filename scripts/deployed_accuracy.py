@@ -90,7 +90,8 @@ def main() -> int:
             )
             prune, distill = results["config"].get("prune") or {}, results["config"].get("distill")
             row = {"job": str(job), "sparsity": prune.get("sparsity", 0.0), "distill": bool(distill), "runtimes": {}}
-            name = "baseline" if job == base_job else f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
+            name = f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
+            name = "baseline" if job == base_job else name
             for runtime, deployed in record["runtimes"].items():
                 logits = predict_logits(
                     open_runtime(runtime, folder, model=model, threads=args.threads),
