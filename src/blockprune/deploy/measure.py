@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from blockprune.bench.timing import round_robin
 from blockprune.deploy.inference import length_batches
 from blockprune.deploy.manifest import check_manifest, cpu_info, write_manifest
 from blockprune.deploy.runtimes import EXACT, FILES, Runtime, check_runtimes, export_runtime, open_runtime
@@ -60,12 +61,13 @@ def _time_alternated(
     for rt in runtimes.values():
         for _ in range(warmup):
             rt.logits(batch)
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
-    for _ in range(repeats):
-        for name, rt in runtimes.items():
-            start = time.perf_counter()
-            rt.logits(batch)
-            times[name].append(time.perf_counter() - start)
+
+    def once(name: str) -> float:
+        start = time.perf_counter()
+        runtimes[name].logits(batch)
+        return time.perf_counter() - start
+
+    times = round_robin(list(runtimes), repeats, once)
     return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
