@@ -8,7 +8,7 @@ import torch
 from blockprune.encoder import find_encoder_layers
 from blockprune.errors import ConfigError
 from blockprune.pruning import BlockPruning, compact_model, sparsity_stats
-from blockprune.pruning.allocation import allocate, minimum_blocks
+from blockprune.pruning.allocation import allocate, minimum_blocks, standardized
 from blockprune.pruning.binarizers import kept_blocks
 from blockprune.pruning.patch import masked_layers
 from helpers.tiny_bert import make_tiny
@@ -29,6 +29,24 @@ def test_allocate_matches_a_hand_ranking_with_the_minimum():
         allocate([a, b, c], keep=5, minimum=[2, 2, 2])
 
 
+def test_standardized_allocation_ranks_each_tensors_scores_by_their_own_scale():
+    a = torch.tensor([9.0, 8.0, 7.0, 6.0])
+    b = torch.tensor([1.0, 0.5, 0.2, 0.1])
+    c = torch.tensor([5.0, 4.5, 0.0, -1.0])
+    # standardised (mean 0, population std 1), by hand:
+    #   a: mean 7.5, std sqrt(1.25)            -> 1.342, 0.447, -0.447, -1.342
+    #   b: mean 0.45, std 0.35                 -> 1.571, 0.143, -0.714, -1.000
+    #   c: mean 2.125, std sqrt(7.046875)      -> 1.083, 0.895, -0.800, -1.177
+    # the best 6: b 1.571, a 1.342, c 1.083, c 0.895, a 0.447, b 0.143 -> 2 each (raw: [4, 0, 2])
+    assert allocate([a, b, c], keep=6, minimum=[0, 0, 0], standardize=True) == [2, 2, 2]
+    # the best 3: b, a, c -> 1 each; scaling a tensor changes nothing
+    assert allocate([a * 100, b, c / 7], keep=3, minimum=[0, 0, 0], standardize=True) == [1, 1, 1]
+    assert allocate([a * 100, b, c / 7], keep=3, minimum=[0, 0, 0]) == [3, 0, 0]
+    # all-equal scores standardise to zeros rather than dividing by zero: after the minima (one each),
+    # the rest ranks b's 0.143 above the zeros, and the zeros above b's -0.714
+    assert allocate([torch.ones(4), b], keep=4, minimum=[1, 1], standardize=True) == [2, 2]
+
+
 def test_minimum_never_exceeds_what_the_uniform_rule_keeps():
     assert minimum_blocks(100, 0.05, 0.5) == 5
     assert minimum_blocks(10, 0.05, 0.5) == 1  # rounded up: a tensor is never emptied
@@ -45,9 +63,10 @@ def _random_scores(model, seed=0):
 
 @pytest.mark.parametrize("block", ["head", [16, 16]])
 @pytest.mark.parametrize("sparsity", [0.5, 0.75])
-def test_global_allocation_keeps_the_exact_count_with_the_per_layer_minimum(block, sparsity):
+@pytest.mark.parametrize("allocation", ["global", "global_standardized"])
+def test_global_allocation_keeps_the_exact_count_with_the_per_layer_minimum(block, sparsity, allocation):
     model = make_tiny(num_layers=3)
-    pruning = BlockPruning(sparsity, attention_block=block, allocation="global", min_keep=0.2)
+    pruning = BlockPruning(sparsity, attention_block=block, allocation=allocation, min_keep=0.2)
     pruning.patch(model)
     _random_scores(model)
     for layer in masked_layers(model):
@@ -69,14 +88,19 @@ def test_global_allocation_keeps_the_exact_count_with_the_per_layer_minimum(bloc
         assert sum(counts[kind]) == kept_blocks(sum(sizes[kind]), sparsity)  # exact over the group
         assert all(c >= minimum_blocks(n, 0.2, sparsity) for c, n in zip(counts[kind], sizes[kind]))
     assert len(set(counts["ffn"])) > 1  # not the uniform split
-    # the kept FFN neurons are the globally best (beyond each layer's minimum)
+    # the kept FFN neurons are the globally best (beyond each layer's minimum), ranked raw or standardised
     ffn = groups["ffn"]
+
+    def ranked(m):
+        values = m.mask_scores.detach().flatten()
+        return standardized(values) if allocation == "global_standardized" else values
+
     kept_min = min(
-        float(m.mask_scores.detach().flatten()[m.block_mask().flatten() > 0].min())
+        float(ranked(m)[m.block_mask().flatten() > 0].min())
         for m in ffn
         if int(m.block_mask().sum()) > minimum_blocks(m.mask_scores.numel(), 0.2, sparsity)
     )
-    dropped_max = max(float(m.mask_scores.detach().flatten()[m.block_mask().flatten() == 0].max()) for m in ffn)
+    dropped_max = max(float(ranked(m)[m.block_mask().flatten() == 0].max()) for m in ffn)
     assert kept_min >= dropped_max
 
 
@@ -106,6 +130,7 @@ def test_global_masks_follow_the_scores_after_an_update_and_compaction_keeps_the
         ({"allocation": "layerwise"}, "prune.allocation"),
         ({"allocation": "global", "method": "sigmoid_threshold", "reg_lambda": 1.0}, "method=topk"),
         ({"allocation": "global", "min_keep": 0.6}, "prune.min_keep"),
+        ({"allocation": "global_standardized", "method": "sigmoid_threshold", "reg_lambda": 1.0}, "method=topk"),
     ],
 )
 def test_bad_allocation_settings_fail_early(kwargs, match):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from blockprune.errors import ConfigError
-from blockprune.pruning.allocation import ALLOCATIONS, install_global_allocation
+from blockprune.pruning.allocation import ALLOCATIONS, GLOBAL_ALLOCATIONS, install_global_allocation
 from blockprune.pruning.binarizers import BINARIZERS, SigmoidThresholdBinarizer, TopKBinarizer
 from blockprune.pruning.masked_linear import BlockMaskedLinear
 from blockprune.pruning.patch import find_encoder_layers, masked_layers, patch_encoder
@@ -67,9 +67,9 @@ class BlockPruning(L.Callback):
             )
         if allocation not in ALLOCATIONS:
             raise ConfigError(f"prune.allocation={allocation!r} is unknown; allowed: {list(ALLOCATIONS)}.")
-        if allocation == "global" and method != "topk":
-            raise ConfigError("prune.allocation=global ranks blocks for top-k; it needs prune.method=topk.")
-        if allocation == "global" and not 0.0 <= min_keep <= 1.0 - sparsity:
+        if allocation in GLOBAL_ALLOCATIONS and method != "topk":
+            raise ConfigError(f"prune.allocation={allocation} ranks blocks for top-k; it needs prune.method=topk.")
+        if allocation in GLOBAL_ALLOCATIONS and not 0.0 <= min_keep <= 1.0 - sparsity:
             raise ConfigError(
                 f"prune.min_keep={min_keep} must be in [0, 1 - prune.sparsity = {1 - sparsity:g}]: every matrix "
                 "keeps at least that share of its blocks, which must fit in what the sparsity keeps."
@@ -95,8 +95,8 @@ class BlockPruning(L.Callback):
             layers = patch_encoder(model, self.attention_block, self._binarizer)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        if self.allocation == "global":
-            install_global_allocation(model, self.min_keep)
+        if self.allocation in GLOBAL_ALLOCATIONS:
+            install_global_allocation(model, self.min_keep, standardize=self.allocation == "global_standardized")
         return layers
 
     # --- schedule -------------------------------------------------------------------------
