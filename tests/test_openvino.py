@@ -100,3 +100,28 @@ def test_missing_openvino_is_a_config_error_naming_the_extra(monkeypatch):
     with pytest.raises(ConfigError, match=r'pip install "blockprune\[openvino\]"'):
         check_runtimes(["onnx", "openvino"])
     assert check_runtimes(["onnx"]) == ["onnx"]
+
+
+def test_bench_cell_for_openvino():
+    from blockprune.bench import benchmark_models
+
+    dense = tiny_classifier()
+    result = benchmark_models(
+        {"dense": dense, "50%": compacted(dense)},
+        runtimes=["openvino"],
+        dtypes=["float32", "bfloat16"],
+        cells=[(1, None), (32, None)],
+        typical_seq_len=12,
+        warmup=1,
+        repeats=2,
+        progress=False,
+    )
+    assert list(result["models"]) == ["dense", "dense (openvino)", "50%", "50% (openvino)"]
+    for cell in result["cells"]:
+        res = cell["results"]
+        for name in ("dense (openvino)", "50% (openvino)"):  # the float32 graph; skipped in the bfloat16 cells
+            assert res[name]["status"] == ("ok" if cell["dtype"] == "float32" else "skipped")
+            if cell["dtype"] == "float32":
+                assert res[name]["median_ms"] > 0
+    info = result["models"]["50% (openvino)"]
+    assert info["backend"] == "openvino" and info["parameters"] == result["models"]["50%"]["parameters"]

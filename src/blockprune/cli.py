@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int)
     p.add_argument("--onnx", action="store_true", help="also time ONNX exports in onnxruntime (CPU)")
-    p.add_argument("--runtimes", nargs="+", default=[], help="also time the serving runtimes onnx, onnx-int8 (CPU)")
+    p.add_argument(
+        "--runtimes", nargs="+", default=[], help="also time the serving runtimes onnx, onnx-int8, openvino (CPU)"
+    )
     p.add_argument("--out", help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)
 

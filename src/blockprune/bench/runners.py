@@ -64,14 +64,16 @@ def _prepare_pytorch(model: nn.Module, dev: torch.device, dtype: str) -> Ready:
     return Ready(_forward(copy.deepcopy(model).to(device=dev, dtype=target).eval()))
 
 
-def _prepare_onnxruntime(model: nn.Module, dev: torch.device, dtype: str) -> Ready | str:
+def _prepare_cpu_graph(model: nn.Module, dev: torch.device, dtype: str) -> Ready | str:
+    """An exported graph (onnxruntime, OpenVINO) runs as it was exported, on CPU: the float32 cells."""
     if dev.type != "cpu" or dtype != "float32":
-        return "onnxruntime entries run on CPU in float32 only."
+        return f"{backend_of(model)} entries run on CPU in float32 only (their own precision inside)."
     return Ready(_forward(model))
 
 
 register(Runner("pytorch", _prepare_pytorch))
-register(Runner("onnxruntime", _prepare_onnxruntime))
+register(Runner("onnxruntime", _prepare_cpu_graph))
+register(Runner("openvino", _prepare_cpu_graph))
 
 
 def prepare_all(

@@ -1,8 +1,9 @@
-"""Deployment runtimes as benchmark entries: each PyTorch model also in onnxruntime float32 and int8.
+"""Deployment runtimes as benchmark entries: each PyTorch model also in onnxruntime float32 and
+int8 and in OpenVINO.
 
 ``torch`` float32 / bfloat16 are the benchmark's own dtypes (``dtypes=["float32", "bfloat16"]``);
-the ONNX runtimes are exported here, exactly as ``blockprune export`` writes them
-(:mod:`blockprune.deploy`), and timed through the ``onnxruntime`` runner.
+the exported runtimes are written here exactly as ``blockprune export`` writes them
+(:mod:`blockprune.deploy`), and timed through the ``onnxruntime`` and ``openvino`` runners.
 """
 
 from __future__ import annotations
@@ -13,13 +14,37 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from blockprune.bench.runners import backend_of
 from blockprune.errors import ConfigError
 
 #: Runtimes that become extra entries (the torch ones are dtypes of the PyTorch entries).
-ENTRY_RUNTIMES = ("onnx", "onnx-int8")
+ENTRY_RUNTIMES = ("onnx", "onnx-int8", "openvino")
+
+
+class RuntimeModule(nn.Module):
+    """A deploy runtime (``logits(batch)``) dressed as a classifier module for the benchmark;
+    ``flops_model`` (the PyTorch source) gives FLOPs and parameters and is not a submodule."""
+
+    def __init__(self, runtime: Any, backend: str, flops_model: nn.Module):
+        super().__init__()
+        self.runtime, self.backend = runtime, backend
+        object.__setattr__(self, "flops_model", flops_model)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_: Any):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        batch = {"input_ids": input_ids.cpu().numpy()}
+        if attention_mask is not None:
+            batch["attention_mask"] = attention_mask.cpu().numpy()
+        if token_type_ids is not None:
+            batch["token_type_ids"] = token_type_ids.cpu().numpy()
+        return SequenceClassifierOutput(logits=torch.from_numpy(self.runtime.logits(batch)))
+
+    def __deepcopy__(self, memo):  # compiled runtimes cannot be copied; the benchmark never needs a copy
+        return self
 
 
 def runtime_entries(
@@ -31,10 +56,10 @@ def runtime_entries(
     int8: Mapping[str, Any] | None = None,
 ) -> dict[str, nn.Module]:
     """``models`` with a ``"<name> (<runtime>)"`` entry after each PyTorch one, for every runtime in
-    ``runtimes`` (``onnx``, ``onnx-int8``); files go to a temporary folder that ``stack`` removes."""
+    ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``); files go to a temporary folder that ``stack`` removes."""
     from blockprune.deploy.onnx_export import OnnxRuntimeClassifier, export_onnx
     from blockprune.deploy.quantize import quantize_int8
-    from blockprune.deploy.runtimes import FILES
+    from blockprune.deploy.runtimes import FILES, check_runtimes, open_runtime
 
     wanted = [r for r in runtimes if r not in ("torch", "torch-bf16")]
     unknown = [r for r in wanted if r not in ENTRY_RUNTIMES]
@@ -43,6 +68,7 @@ def runtime_entries(
             f"benchmark runtimes {unknown} are not supported; use {list(ENTRY_RUNTIMES)} "
             "(torch float32 / bfloat16: dtypes=[float32, bfloat16])."
         )
+    check_runtimes(wanted)  # an optional package that is missing: the error names the extra
     if not wanted:
         return dict(models)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blockprune-runtimes-")))
@@ -53,6 +79,14 @@ def runtime_entries(
             continue
         fp32 = export_onnx(model, tokenizer, tmp / str(i) / FILES["onnx"])
         for runtime in wanted:
-            path = fp32 if runtime == "onnx" else quantize_int8(fp32, tmp / str(i) / FILES[runtime], **dict(int8 or {}))
-            out[f"{name} ({runtime})"] = OnnxRuntimeClassifier(path, flops_model=model)
+            if runtime == "openvino":
+                from blockprune.deploy.openvino_runtime import export_openvino
+
+                export_openvino(fp32, tmp / str(i) / FILES[runtime])
+                entry = RuntimeModule(open_runtime(runtime, tmp / str(i)), "openvino", model)
+            else:
+                options = dict(int8 or {})
+                path = fp32 if runtime == "onnx" else quantize_int8(fp32, tmp / str(i) / FILES[runtime], **options)
+                entry = OnnxRuntimeClassifier(path, flops_model=model)
+            out[f"{name} ({runtime})"] = entry
     return out
