@@ -21,7 +21,6 @@ from blockprune.atomic import OutputExistsError, check_output
 from blockprune.deploy.runtimes import Runtime, int64_feeds
 from blockprune.errors import BlockpruneError
 
-XML = "openvino_model.xml"
 _PRODUCER = "producer"
 
 
