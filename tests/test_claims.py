@@ -60,3 +60,27 @@ def test_h100_claims_are_those_of_its_bench_md():
         assert f"{batch} x {seq[:3]}: {cells('float32', batch, seq)}x" in readme
     table = (RESULTS / "table1_gpu_h100" / "table1.md").read_text()
     assert "| baseline | 30.48 | 0.0% | 1.00x | 1.00x | 6.66 | 86.50 |" in table and "**86.50 %**" in readme
+
+
+def test_readme_mahasent_rows_are_those_of_the_committed_study():
+    """Accuracy, interval, paired difference, parameters and both speed-ups of each README row,
+    recomputed from the jobs' results.json (per-sentence predictions) of docs/results/table1_mahasent_cpu."""
+    from blockprune.evaluation import compare_to_baseline, record_interval
+
+    readme = (ROOT / "README.md").read_text()
+    jobs = RESULTS / "table1_mahasent_cpu" / "jobs"
+    base = json.loads((jobs / "baseline" / "results.json").read_text())
+    for job, row in (("baseline", "dense"), ("p25_kd", "25 % + KD"), ("p50_kd", "50 % + KD"), ("p75_kd", "75 % + KD")):
+        r = json.loads((jobs / job / "results.json").read_text())
+        acc = 100 * (r.get("metrics_final") or r.get("metrics_compacted") or r["metrics"])["test/acc"]
+        iv = record_interval([r["predictions"]], 3)
+        line = next(x for x in readme.splitlines() if x.startswith(f"| {row} |") and "[" in x)
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == f"{r['params']['total'] / 1e6:.2f}"
+        assert cells[3] == f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]"
+        if job != "baseline":
+            d = compare_to_baseline([base["predictions"]], [r["predictions"]], 3)
+            assert cells[4] == f"{d['diff_acc']:+.2f} [{d['diff_acc_low']:+.2f}, {d['diff_acc_high']:+.2f}]"
+        torch_x = r["speed"]["speedup"]
+        int8_x = r["deploy"]["runtimes"]["onnx-int8"]["speedup_vs_dense_torch"]["batch_32"]
+        assert cells[5] == f"{torch_x:.2f}x / {int8_x:.2f}x"
