@@ -85,3 +85,25 @@ def test_readme_mahasent_rows_are_those_of_the_committed_study():
         torch_x = r["speed"]["speedup"]
         int8_x = r["deploy"]["runtimes"]["onnx-int8"]["speedup_vs_dense_torch"]["batch_32"]
         assert cells[5] == f"{torch_x:.2f}x / {int8_x:.2f}x"
+
+
+def test_serving_doc_quotes_the_deployed_study_models():
+    """Each row of docs/serving.md's table of deployed study models is the one in deployed.json."""
+    deployed = json.loads((RESULTS / "table1_mahasent_cpu" / "deployed.json").read_text())
+    doc = (ROOT / "docs" / "serving.md").read_text()
+    names = {"baseline": "dense", "25% pruning + KD": "25 % + KD", "50% pruning + KD": "50 % + KD"}
+    names["75% pruning + KD"] = "75 % + KD"
+    quoted = 0
+    for row, label in names.items():
+        for runtime, x in deployed["rows"][row]["runtimes"].items():
+            shown = "torch fp32" if runtime == "torch" else runtime + (f" ({x['precision']})" if x["precision"] else "")
+            line = next(
+                (ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| {label} | {shown} |")), None
+            )
+            if line is None:
+                continue
+            cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+            speed = x["speedup_vs_dense_torch"]
+            assert cells[2:5] == [f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x", f"{x['accuracy']:.2f}"]
+            quoted += 1
+    assert quoted >= 12
