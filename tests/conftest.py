@@ -22,3 +22,11 @@ def shc_csv() -> Path:
 @pytest.fixture(scope="session")
 def mahasent_dir() -> Path:
     return MAHASENT_DIR
+
+
+@pytest.fixture(scope="session")
+def headlines() -> list[str]:
+    """The first 40 SHC headlines: the fixed set the serving runtimes are re-tested on."""
+    from blockprune.data.reading import read_records
+
+    return read_records(SHC_CSV)["text"].tolist()[:40]

@@ -27,8 +27,8 @@ MAX_REDUCED_DIFF = 0.02
 
 
 @pytest.fixture(scope="module")
-def texts():
-    return read_records(SHC_CSV)["text"].tolist()[:40]
+def texts(headlines):
+    return headlines
 
 
 @pytest.fixture(scope="module")

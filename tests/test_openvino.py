@@ -13,19 +13,17 @@ pytest.importorskip("openvino")
 import openvino as ov
 
 from blockprune.atomic import OutputExistsError
-from blockprune.data.reading import read_records
 from blockprune.deploy import deploy_job, export_runtime, open_runtime
 from blockprune.deploy.inference import predict_logits
 from blockprune.deploy.runtimes import check_runtimes
 from blockprune.errors import ConfigError
 from blockprune.models import load_tokenizer
-from helpers.paths import SHC_CSV
 from helpers.saved_models import LABELS, compacted, save, tiny_classifier
 
 
 @pytest.fixture(scope="module")
-def texts():
-    return read_records(SHC_CSV)["text"].tolist()[:40]
+def texts(headlines):
+    return headlines
 
 
 @pytest.fixture(scope="module")
