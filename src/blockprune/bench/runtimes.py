@@ -57,9 +57,7 @@ def runtime_entries(
 ) -> dict[str, nn.Module]:
     """``models`` with a ``"<name> (<runtime>)"`` entry after each PyTorch one, for every runtime in
     ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``); files go to a temporary folder that ``stack`` removes."""
-    from blockprune.deploy.onnx_export import OnnxRuntimeClassifier, export_onnx
-    from blockprune.deploy.quantize import quantize_int8
-    from blockprune.deploy.runtimes import FILES, check_runtimes, open_runtime
+    from blockprune.deploy.runtimes import check_runtimes, export_runtime, open_runtime
 
     wanted = [r for r in runtimes if r not in ("torch", "torch-bf16")]
     unknown = [r for r in wanted if r not in ENTRY_RUNTIMES]
@@ -77,16 +75,10 @@ def runtime_entries(
         out[name] = model
         if backend_of(model) != "pytorch":
             continue
-        fp32 = export_onnx(model, tokenizer, tmp / str(i) / FILES["onnx"])
-        for runtime in wanted:
-            if runtime == "openvino":
-                from blockprune.deploy.openvino_runtime import export_openvino
-
-                export_openvino(fp32, tmp / str(i) / FILES[runtime])
-                entry = RuntimeModule(open_runtime(runtime, tmp / str(i)), "openvino", model)
-            else:
-                options = dict(int8 or {})
-                path = fp32 if runtime == "onnx" else quantize_int8(fp32, tmp / str(i) / FILES[runtime], **options)
-                entry = OnnxRuntimeClassifier(path, flops_model=model)
+        folder = tmp / str(i)
+        for runtime in wanted:  # written exactly as `blockprune export` writes them
+            export_runtime(model, tokenizer, folder, runtime, int8=int8)
+            backend = "openvino" if runtime == "openvino" else "onnxruntime"
+            entry = RuntimeModule(open_runtime(runtime, folder), backend, model)
             out[f"{name} ({runtime})"] = entry
     return out
