@@ -104,3 +104,29 @@ def test_init_from_must_be_a_model_folder_or_for_cv_a_cv_job_folder(tmp_path):
     cfg.data.cv_folds, cfg.init_from = 2, str(tmp_path / "empty")
     with pytest.raises(ConfigError, match="no model folder there"):
         check_config(cfg)
+
+
+def test_the_kept_checkpoint_metric_must_be_logged_and_read_in_its_direction():
+    from blockprune.errors import ConfigError
+    from blockprune.validation import check_checkpoint_monitor
+
+    check_checkpoint_monitor(OmegaConf.create({"monitor": "val/loss", "mode": "min"}))
+    check_checkpoint_monitor(OmegaConf.create({"monitor": "val/acc", "mode": "max"}))
+    with pytest.raises(ConfigError, match="not a logged validation metric"):
+        check_checkpoint_monitor(OmegaConf.create({"monitor": "val_loss", "mode": "min"}))
+    with pytest.raises(ConfigError, match="mode=min"):
+        check_checkpoint_monitor(OmegaConf.create({"monitor": "val/loss", "mode": "max"}))
+
+
+@pytest.mark.parametrize("preset", _options("experiment"))
+def test_every_presets_pruned_jobs_compose_and_pass_the_checks(preset):
+    """What `blockprune table1 --preset <preset>` runs for a pruned row: the preset, block pruning, KD
+    and the preset's own pruned_overrides."""
+    from blockprune.validation import check_checkpoint_monitor
+
+    study = _compose([f"experiment={preset}"]).get("study") or {}
+    pruned = ["prune=block", "prune.sparsity=0.5", "distill=on", *(study.get("pruned_overrides") or [])]
+    cfg = _compose([f"experiment={preset}", *pruned])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    check_checkpoint_monitor(cfg.callbacks.model_checkpoint)
+    assert cfg.prune.sparsity == 0.5 and cfg.distill.temperature > 0

@@ -18,6 +18,8 @@ from blockprune.errors import ConfigError
 _CPU_PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "bf16-true")
 _FP16_PRECISIONS = ("16", "16-mixed", "16-true")
 _GPU_ACCELERATORS = ("gpu", "cuda")
+#: What the module logs each validation epoch, and the direction in which each gets better.
+VALIDATION_METRICS = {"val/loss": "min", "val/acc": "max", "val/f1_macro": "max"}
 
 
 def _is_cv_job(cfg: DictConfig, folder: str) -> bool:
@@ -69,6 +71,7 @@ def check_config(cfg: DictConfig) -> None:
             "data.bucket_by_length=true with trainer.strategy=ddp: Lightning cannot shard a length-bucketed "
             "batch sampler. Fix: data.bucket_by_length=false for DDP jobs."
         )
+    check_checkpoint_monitor((cfg.get("callbacks") or {}).get("model_checkpoint"))
     check_deploy_config(cfg.get("deploy"))
     vocab = cfg.get("vocab") or {}
     for path in vocab.get("extra_corpora") or []:
@@ -77,6 +80,24 @@ def check_config(cfg: DictConfig) -> None:
                 f"vocab.extra_corpora: {path} is not a file. Fix: give CSV/TSV/JSONL files with a "
                 f"'{cfg.data.get('text_column', 'Text')}' column."
             )
+
+
+def check_checkpoint_monitor(checkpoint: DictConfig | None) -> None:
+    """The metric that picks the kept checkpoint must be one the module logs, in its own direction:
+    Lightning finds a misspelt name only after the first epoch, and a wrong mode keeps the worst epoch."""
+    if not checkpoint or not checkpoint.get("monitor"):
+        return
+    monitor, mode = str(checkpoint.monitor), str(checkpoint.get("mode", "min"))
+    if monitor not in VALIDATION_METRICS:
+        raise ConfigError(
+            f"callbacks.model_checkpoint.monitor={monitor}: not a logged validation metric. "
+            f"Use one of {sorted(VALIDATION_METRICS)}."
+        )
+    if mode != VALIDATION_METRICS[monitor]:
+        raise ConfigError(
+            f"callbacks.model_checkpoint.mode={mode} with monitor={monitor} keeps the worst epoch. "
+            f"Fix: callbacks.model_checkpoint.mode={VALIDATION_METRICS[monitor]}."
+        )
 
 
 def check_precision(precision: str, accelerator: str = "auto") -> None:
