@@ -28,8 +28,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from blockprune.components import build
-from blockprune.deploy import FILES, deploy_job, open_runtime
-from blockprune.deploy.inference import predict_logits
+from blockprune.deploy import FILES, deploy_job
 from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval, record_metrics
 from blockprune.models import load_model, load_tokenizer
 
@@ -93,14 +92,7 @@ def main() -> int:
             name = f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
             name = "baseline" if job == base_job else name
             for runtime, deployed in record["runtimes"].items():
-                logits = predict_logits(
-                    open_runtime(runtime, folder, model=model, threads=args.threads),
-                    tokenizer,
-                    texts,
-                    max_length=int(dm.max_length),
-                    batch_size=64,
-                )
-                pred = prediction_record(ids, labels, logits.argmax(-1).tolist())
+                pred = prediction_record(ids, labels, deployed["predictions"])  # its re-test, in test-split order
                 row["runtimes"][runtime] = {
                     "accuracy": 100 * record_metrics(pred, num_classes)["test/acc"],
                     "interval": record_interval([pred], num_classes),

@@ -108,6 +108,7 @@ def test_deploy_job_records_every_runtime_and_the_fastest(tmp_path, texts):
     assert rows["torch"]["agreement"] == 1.0 and rows["torch"]["speedup_vs_dense_torch"]["batch_32"] > 0
     for row in rows.values():
         assert 0 <= row["accuracy"] <= 1 and row["n_texts"] == len(texts)
+        assert row["accuracy"] == pytest.approx(sum(p == y for p, y in zip(row["predictions"], labels)) / len(texts))
         assert set(row["latency_ms"]) == {"batch_1", "batch_32"} and min(row["latency_ms"].values()) > 0
         assert row["throughput_per_s"]["batch_32"] == pytest.approx(32e3 / row["latency_ms"]["batch_32"])
         same = row["dense_latency_ms"]["batch_32"] / row["latency_ms"]["batch_32"]
@@ -115,6 +116,7 @@ def test_deploy_job_records_every_runtime_and_the_fastest(tmp_path, texts):
     assert record["fastest"] in rows and rows[record["fastest"]]["verified"]
     assert set(record["environment"]["flags"]) <= set(CPU_FLAGS) and record["environment"]["threads"] >= 1
     assert read_manifest(path)["fastest"] == record["fastest"]
+    assert "predictions" not in json.dumps(read_manifest(path))  # the served folder keeps no test predictions
 
 
 def test_export_command_writes_the_folder_and_deploy_json(tmp_path, capsys):
@@ -293,6 +295,7 @@ def test_cross_validation_folds_pool_into_one_deploy_section():
             "accuracy_drop_points": 0.0,
             "latency_ms": {"batch_32": 10.0},
             "speedup_vs_dense_torch": {"batch_32": 1.0},
+            "predictions": [n] * n,
         }
         int8 = {
             **row,
@@ -314,6 +317,7 @@ def test_cross_validation_folds_pool_into_one_deploy_section():
     pooled = pool_deploy([fold(100, 0.8, True, 4.0), fold(300, 0.76, True, 5.0)])
     assert pooled["runtimes"]["onnx-int8"]["accuracy"] == pytest.approx((0.8 * 100 + 0.76 * 300) / 400)
     assert pooled["runtimes"]["onnx-int8"]["n_texts"] == 400 and pooled["folds"] == 2
+    assert pooled["runtimes"]["onnx-int8"]["predictions"] == [100] * 100 + [300] * 300  # fold order
     assert pooled["fastest"] == "onnx-int8" and pooled["best"]["speedup"] == pytest.approx(2.5)
     # a runtime that failed its re-test in one fold is not served
     assert pool_deploy([fold(100, 0.8, True, 4.0), fold(100, 0.7, False, 4.0)])["fastest"] == "torch"

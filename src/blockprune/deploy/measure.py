@@ -169,7 +169,8 @@ def deploy_job(
             "dense_reference": "dense model of the job" if dense_reference is not None else "the model itself",
             "environment": {**cpu_info(), "threads": torch.get_num_threads()},
         }
-        write_manifest(folder, record)
+        served = {n: {k: v for k, v in row.items() if k != "predictions"} for n, row in per_runtime.items()}
+        write_manifest(folder, {**record, "runtimes": served})  # the model folder keeps no test predictions
         log.info(
             "deployed %s: fastest verified runtime %s (%.2fx over %s in PyTorch fp32 at %s)",
             folder,
@@ -219,6 +220,7 @@ def _retest(final, per_runtime, tokenizer, texts, labels, max_length, max_drop, 
         if target is not None:
             row["accuracy"] = float((got.argmax(-1) == target).mean())
             row["accuracy_drop_points"] = (ref_acc - row["accuracy"]) * 100
+            row["predictions"] = got.argmax(-1).tolist()  # in the texts' order: paired comparisons need them
         if name in EXACT:
             row["verified"] = row["max_abs_logit_diff"] <= FLOAT32_TOLERANCE
             row["verified_by"] = f"max |logit difference| vs PyTorch float32 <= {FLOAT32_TOLERANCE}"
@@ -291,6 +293,8 @@ def pool_deploy(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for key in ("accuracy", "agreement"):
             if all(r.get(key) is not None for r in rows):
                 row[key] = sum(r[key] * r["n_texts"] for r in rows) / n
+        if all(r.get("predictions") is not None for r in rows):  # fold order, as crossval.pool_predictions
+            row["predictions"] = [p for r in rows for p in r["predictions"]]
         drops = [r.get("accuracy_drop_points") for r in rows]
         if all(d is not None for d in drops):
             row["accuracy_drop_points"] = sum(d * r["n_texts"] for d, r in zip(drops, rows)) / n
