@@ -12,6 +12,17 @@ from helpers.paths import ROOT
 RESULTS = ROOT / "docs" / "results"
 
 
+def _readme_section(title: str) -> str:
+    """The README's ``### <title>...`` section, up to the next heading."""
+    (section,) = [part for part in (ROOT / "README.md").read_text().split("\n#") if part.startswith(f"## {title}")]
+    return section
+
+
+def _row(section: str, label: str) -> list[str]:
+    line = next(x for x in section.splitlines() if x.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def _speedups(batch: int) -> list[float]:
     bench = json.loads((RESULTS / "cpu_bench" / "bench.json").read_text())
     (cell,) = [c for c in bench["cells"] if c["batch"] == batch and c["dtype"] == "float32" and c["seq_len"] == 39]
@@ -41,11 +52,11 @@ def test_readme_accuracies_are_those_of_the_committed_results():
     baseline = json.loads((RESULTS / "table1_cpu" / "jobs" / "baseline" / "results.json").read_text())
     assert f"**{100 * baseline['metrics']['test/acc']:.2f} %**" in readme
     assert f"{baseline['wall_time_s']:,} s" in readme
+    section = _readme_section("MahaNews SHC headlines, one split")
     for job, row in (("p25_kd", "25 % + KD"), ("p50_kd", "50 % + KD"), ("p75_kd", "75 % + KD")):
         r = json.loads((RESULTS / "table1_cpu" / "jobs" / job / "results.json").read_text())
         metrics = r.get("metrics_final") or r.get("metrics_compacted") or r["metrics"]
-        # the SHC table's row (the MahaSent table's rows carry intervals in brackets)
-        line = next(x for x in readme.splitlines() if row in x and x.startswith("|") and "[" not in x)
+        line = next(x for x in section.splitlines() if row in x and x.startswith("|"))
         assert line.rstrip(" |*").endswith(f"{100 * metrics['test/acc']:.2f}"), line
 
 
@@ -68,15 +79,14 @@ def test_readme_mahasent_rows_are_those_of_the_committed_study():
     recomputed from the jobs' results.json (per-sentence predictions) of docs/results/table1_mahasent_cpu."""
     from blockprune.evaluation import compare_to_baseline, record_interval
 
-    readme = (ROOT / "README.md").read_text()
+    section = _readme_section("MahaSent-ST, with paired intervals")
     jobs = RESULTS / "table1_mahasent_cpu" / "jobs"
     base = json.loads((jobs / "baseline" / "results.json").read_text())
     for job, row in (("baseline", "dense"), ("p25_kd", "25 % + KD"), ("p50_kd", "50 % + KD"), ("p75_kd", "75 % + KD")):
         r = json.loads((jobs / job / "results.json").read_text())
         acc = 100 * (r.get("metrics_final") or r.get("metrics_compacted") or r["metrics"])["test/acc"]
         iv = record_interval([r["predictions"]], 3)
-        line = next(x for x in readme.splitlines() if x.startswith(f"| {row} |") and "[" in x)
-        cells = [c.strip() for c in line.strip("|").split("|")]
+        cells = _row(section, row)
         assert cells[1] == f"{r['params']['total'] / 1e6:.2f}"
         assert cells[3] == f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]"
         if job != "baseline":
@@ -85,6 +95,49 @@ def test_readme_mahasent_rows_are_those_of_the_committed_study():
         torch_x = r["speed"]["speedup"]
         int8_x = r["deploy"]["runtimes"]["onnx-int8"]["speedup_vs_dense_torch"]["batch_32"]
         assert cells[5] == f"{torch_x:.2f}x / {int8_x:.2f}x"
+
+
+def _cv_row(name: str) -> tuple[dict, list[float], dict]:
+    """A committed SHC CV row: pooled predictions, per-fold accuracies and the job's results.json.
+    The 50 % row is the 6-epoch job with each fold's checkpoint chosen post hoc by the preset's rule
+    (lowest validation loss among the held epochs; checkpoint_rules_p50_kd_6epochs.json)."""
+    folder = RESULTS / "table1_cpu_cv"
+    if name != "p50_kd":
+        r = json.loads((folder / "jobs" / name / "results.json").read_text())
+        return r["predictions"], [f["metrics"]["test/acc"] for f in r["folds"]], r
+    r = json.loads((folder / "jobs" / "p50_kd_6epochs_valacc" / "results.json").read_text())
+    record = json.loads((folder / "checkpoint_rules_p50_kd_6epochs.json").read_text())["predictions"]["lowest_val_loss"]
+    accs, start = [], 0
+    for f in r["folds"]:
+        n = f["split_sizes"]["test"]
+        accs.append(
+            sum(t == p for t, p in zip(record["target"][start : start + n], record["pred"][start : start + n])) / n
+        )
+        start += n
+    return record, accs, r
+
+
+def test_readme_shc_cross_validation_rows_are_those_of_the_committed_study():
+    """Each row of the README's SHC cross-validation table, recomputed from the pooled per-headline
+    predictions and per-fold metrics in docs/results/table1_cpu_cv."""
+    from blockprune.evaluation import compare_to_baseline, record_interval, record_metrics
+
+    section = _readme_section("MahaNews SHC headlines, 5-fold cross-validation")
+    base, _, _ = _cv_row("baseline")
+    for job, row in (("baseline", "dense"), ("p25_kd", "25 % + KD"), ("p50_kd", "50 % + KD"), ("p75_kd", "75 % + KD")):
+        record, fold_accs, r = _cv_row(job)
+        assert len(set(record["id"])) == len(record["id"]) == 2386
+        iv = record_interval([record], 12)
+        cells = _row(section, row)
+        assert cells[1] == f"{r['params']['total'] / 1e6:.2f}"
+        acc = 100 * record_metrics(record, 12)["test/acc"]
+        assert cells[2] == f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]"
+        assert cells[5] == " / ".join(f"{100 * a:.1f}" for a in fold_accs)
+        if job != "baseline":
+            d = compare_to_baseline([base], [record], 12)
+            assert cells[3] == f"{d['diff_acc']:+.2f} [{d['diff_acc_low']:+.2f}, {d['diff_acc_high']:+.2f}]"
+            assert cells[4] == f"{d['p_mcnemar']:.2g}"
+            assert cells[6] == f"{r['speed']['speedup']:.2f}x"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,10 @@ folder of its own (the known Hydra + DDP trap). ``job_command_for_ranks`` makes 
 one of *this* job, writing into this job's folder. Between the jobs of a sweep that run in one
 process, ``release_ranks`` takes down the process group and the rank variables Lightning left
 in the environment, which would otherwise make the next job wait for ranks that never come, and
-detaches Lightning's process observer, which would end the next job for this one's failure.
+detaches Lightning's process observer, which would end the next job for this one's failure. The
+observer also checks less often (``OBSERVER_PERIOD_S``), so that when a job fails on every rank,
+rank 0 has time to record the failure and release the ranks before the observer sees a rank's
+error code and kills the whole sweep.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from omegaconf import OmegaConf, read_write
 
 _CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 _RANK_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+#: Seconds between the process observer's checks (Lightning: 5). A rank that crashed alone is still
+#: noticed and the job ended, this much later; a rank that failed with rank 0 is released first.
+OBSERVER_PERIOD_S = 60
 
 
 def config_flags(argv: list[str]) -> list[str]:
@@ -49,17 +55,26 @@ def job_command_for_ranks(script: str, world_size: int) -> Iterator[None]:
     if world_size == 1 or hydra is None or OmegaConf.select(hydra, "runtime.output_dir", default=None) is None:
         yield
         return
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as launcher
+
     import __main__
 
-    saved = sys.argv, getattr(__main__, "__spec__", None), hydra.run.dir
+    def patient_observer(child_processes: list) -> None:
+        fabric_launcher._ChildProcessObserver(
+            child_processes=child_processes, main_pid=os.getpid(), sleep_period=OBSERVER_PERIOD_S
+        ).start()
+
+    saved = sys.argv, getattr(__main__, "__spec__", None), hydra.run.dir, launcher._launch_process_observer
     sys.argv = [script, *config_flags(sys.argv[1:]), *hydra.overrides.task]
     __main__.__spec__ = None  # Lightning then runs `python <script>`, not `python -m <the caller's module>`
+    launcher._launch_process_observer = patient_observer
     with read_write(hydra):
         hydra.run.dir = hydra.runtime.output_dir
     try:
         yield
     finally:
-        sys.argv, __main__.__spec__ = saved[0], saved[1]
+        sys.argv, __main__.__spec__, launcher._launch_process_observer = saved[0], saved[1], saved[3]
         with read_write(hydra):
             hydra.run.dir = saved[2]
 
