@@ -333,3 +333,37 @@ def test_cross_validation_folds_pool_into_one_deploy_section():
         {"metrics": {}, "data": {"label2id": {"a": 0}, "split_sizes": {}}, "deploy": fold(300, 0.76, True, 5.0)},
     ]
     assert pooled_results(cfg, folds, 1.0)["deploy"]["runtimes"]["onnx-int8"]["n_texts"] == 400
+
+
+@pytest.mark.slow  # two inductor compiles on CPU (about a minute on 2 cores)
+def test_torch_compile_entry_gives_the_eager_logits_and_bench_cells():
+    import torch
+
+    from blockprune.bench import benchmark_models
+    from blockprune.bench.runners import RUNNERS
+    from blockprune.bench.runtimes import CompiledEntry
+
+    model = compacted(tiny_classifier())
+    runner, cpu = RUNNERS["torch-compile"], torch.device("cpu")
+    ids = torch.randint(1, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
+    ready = runner.prepare(CompiledEntry(model), cpu, "float32")
+    with torch.no_grad():
+        got, ref = ready.run(ids, torch.ones_like(ids)).logits, model(input_ids=ids).logits
+    assert torch.allclose(got, ref, atol=1e-4)
+    assert "float16 is skipped" in runner.prepare(CompiledEntry(model), cpu, "float16")
+    result = benchmark_models(
+        {"50%": model},
+        runtimes=["torch-compile"],
+        dtypes=["float32"],
+        cells=[(1, None)],
+        typical_seq_len=12,
+        warmup=1,
+        repeats=2,
+        progress=False,
+    )
+    assert list(result["models"]) == ["50%", "50% (torch-compile)"]
+    info = result["models"]["50% (torch-compile)"]
+    assert info["backend"] == "torch-compile" and info["parameters"] == result["models"]["50%"]["parameters"]
+    (cell,) = result["cells"]
+    assert cell["results"]["50% (torch-compile)"]["status"] == "ok"
+    assert cell["results"]["50% (torch-compile)"]["median_ms"] > 0

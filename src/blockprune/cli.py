@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--onnx", action="store_true", help="also time ONNX exports in onnxruntime (CPU)")
     p.add_argument(
-        "--runtimes", nargs="+", default=[], help="also time the serving runtimes onnx, onnx-int8, openvino (CPU)"
+        "--runtimes",
+        nargs="+",
+        default=[],
+        help="also time the serving runtimes onnx, onnx-int8, openvino (CPU) and torch-compile (CUDA graphs on a GPU)",
     )
     p.add_argument("--out", help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)

@@ -76,8 +76,9 @@ def benchmark_models(
     CPU, float16 skipped on CPU with a note). ``threads`` sets ``torch.set_num_threads`` for
     the run (restored afterwards). ``onnxruntime=True`` (or a list of model names) also exports
     those models to ONNX and times them with onnxruntime (CPU, float32 only) as
-    ``"<name> (onnxruntime)"``. ``runtimes`` (``onnx``, ``onnx-int8``) adds each PyTorch model
-    as exported for serving, ``"<name> (onnx-int8)"`` (:mod:`~blockprune.bench.runtimes`; CPU).
+    ``"<name> (onnxruntime)"``. ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``: CPU;
+    ``torch-compile``: any device, CUDA graphs on a GPU) adds each PyTorch model as served,
+    ``"<name> (onnx-int8)"`` (:mod:`~blockprune.bench.runtimes`).
 
     Returns a JSON-ready dict: ``environment``, ``settings``, ``baseline``, ``models`` (params,
     layout, FLOPs/token per seq_len), ``cells`` (per cell: status, note, repeats and per model:
@@ -108,8 +109,9 @@ def benchmark_models(
         models = dict(models)
         if onnxruntime:
             models = onnxruntime_entries(models, onnxruntime, dev, stack, notes)
-        if runtimes and dev.type == "cpu":
-            models = runtime_entries(models, runtimes, stack)
+        if runtimes:  # exported graphs on CPU; torch-compile on any device
+            wanted = runtimes if dev.type == "cpu" else [r for r in runtimes if r == "torch-compile"]
+            models = runtime_entries(models, wanted, stack)
         names = list(models)
         baseline = names[0]
         info = model_info(models, sorted({c["seq_len"] for c in grid}))

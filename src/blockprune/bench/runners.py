@@ -71,7 +71,19 @@ def _prepare_cpu_graph(model: nn.Module, dev: torch.device, dtype: str) -> Ready
     return Ready(_forward(model))
 
 
+def _prepare_compiled(entry: nn.Module, dev: torch.device, dtype: str) -> Ready | str:
+    """``torch.compile`` of a copy of the entry's model at this cell's dtype and device, static shapes
+    (the cell's warm-up calls compile): inductor on CPU; on CUDA ``mode="reduce-overhead"``, which
+    replays each shape's forward pass as one CUDA graph instead of launching every kernel."""
+    if dev.type == "cpu" and dtype == "float16":
+        return "float16 is skipped on CPU (no fast kernels; not a CPU deployment format)."
+    model = copy.deepcopy(entry.flops_model).to(device=dev, dtype=DTYPES[dtype]).eval()
+    compiled = torch.compile(model, mode="reduce-overhead" if dev.type == "cuda" else None, dynamic=False)
+    return Ready(_forward(compiled))
+
+
 register(Runner("pytorch", _prepare_pytorch))
+register(Runner("torch-compile", _prepare_compiled))
 register(Runner("onnxruntime", _prepare_cpu_graph))
 register(Runner("openvino", _prepare_cpu_graph))
 

@@ -1,9 +1,12 @@
 """Deployment runtimes as benchmark entries: each PyTorch model also in onnxruntime float32 and
-int8 and in OpenVINO.
+int8, in OpenVINO, and through ``torch.compile``.
 
 ``torch`` float32 / bfloat16 are the benchmark's own dtypes (``dtypes=["float32", "bfloat16"]``);
 the exported runtimes are written here exactly as ``blockprune export`` writes them
 (:mod:`blockprune.deploy`), and timed through the ``onnxruntime`` and ``openvino`` runners.
+``torch-compile`` entries are compiled per cell by their runner, at the cell's dtype and device:
+inductor kernels on CPU, and on CUDA one CUDA graph per shape (``mode="reduce-overhead"``), the
+launch-free path for a small model whose eager forward pass is mostly kernel launches.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from blockprune.bench.runners import backend_of
 from blockprune.errors import ConfigError
 
 #: Runtimes that become extra entries (the torch ones are dtypes of the PyTorch entries).
-ENTRY_RUNTIMES = ("onnx", "onnx-int8", "openvino")
+ENTRY_RUNTIMES = ("onnx", "onnx-int8", "openvino", "torch-compile")
+#: Entry runtimes that are exported graphs, run on CPU only.
+EXPORTED_RUNTIMES = ("onnx", "onnx-int8", "openvino")
 
 
 class RuntimeModule(nn.Module):
@@ -47,6 +52,23 @@ class RuntimeModule(nn.Module):
         return self
 
 
+class CompiledEntry(nn.Module):
+    """A PyTorch model to be timed through ``torch.compile`` (runner ``torch-compile``, which compiles a
+    copy per cell); ``flops_model`` is the model itself, not a submodule."""
+
+    backend = "torch-compile"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "flops_model", model)
+
+    def forward(self, *args: Any, **kwargs: Any):
+        return self.flops_model(*args, **kwargs)
+
+    def __deepcopy__(self, memo):  # the runner copies the source model itself
+        return self
+
+
 def runtime_entries(
     models: Mapping[str, nn.Module],
     runtimes: Sequence[str],
@@ -56,7 +78,8 @@ def runtime_entries(
     int8: Mapping[str, Any] | None = None,
 ) -> dict[str, nn.Module]:
     """``models`` with a ``"<name> (<runtime>)"`` entry after each PyTorch one, for every runtime in
-    ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``); files go to a temporary folder that ``stack`` removes."""
+    ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``, ``torch-compile``); exported files go to a
+    temporary folder that ``stack`` removes."""
     from blockprune.deploy.runtimes import check_runtimes, export_runtime, open_runtime
 
     wanted = [r for r in runtimes if r not in ("torch", "torch-bf16")]
@@ -66,7 +89,8 @@ def runtime_entries(
             f"benchmark runtimes {unknown} are not supported; use {list(ENTRY_RUNTIMES)} "
             "(torch float32 / bfloat16: dtypes=[float32, bfloat16])."
         )
-    check_runtimes(wanted)  # an optional package that is missing: the error names the extra
+    exported = [r for r in wanted if r in EXPORTED_RUNTIMES]
+    check_runtimes(exported)  # an optional package that is missing: the error names the extra
     if not wanted:
         return dict(models)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blockprune-runtimes-")))
@@ -75,8 +99,10 @@ def runtime_entries(
         out[name] = model
         if backend_of(model) != "pytorch":
             continue
+        if "torch-compile" in wanted:
+            out[f"{name} (torch-compile)"] = CompiledEntry(model)
         folder = tmp / str(i)
-        for runtime in wanted:  # written exactly as `blockprune export` writes them
+        for runtime in exported:  # written exactly as `blockprune export` writes them
             export_runtime(model, tokenizer, folder, runtime, int8=int8)
             backend = "openvino" if runtime == "openvino" else "onnxruntime"
             entry = RuntimeModule(open_runtime(runtime, folder), backend, model)
