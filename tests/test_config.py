@@ -130,3 +130,12 @@ def test_every_presets_pruned_jobs_compose_and_pass_the_checks(preset):
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     check_checkpoint_monitor(cfg.callbacks.model_checkpoint)
     assert cfg.prune.sparsity == 0.5 and cfg.distill.temperature > 0
+
+
+def test_the_checked_validation_metrics_are_those_the_module_logs():
+    from blockprune.module import ClassifierModule
+    from blockprune.validation import VALIDATION_METRICS
+    from helpers.saved_models import tiny_classifier
+
+    module = ClassifierModule(tiny_classifier())
+    assert set(VALIDATION_METRICS) == {"val/loss", *module.val_metrics.keys()}

@@ -341,16 +341,16 @@ def test_torch_compile_entry_gives_the_eager_logits_and_bench_cells():
 
     from blockprune.bench import benchmark_models
     from blockprune.bench.runners import RUNNERS
-    from blockprune.bench.runtimes import CompiledEntry
+    from blockprune.bench.runtimes import RuntimeModule
 
     model = compacted(tiny_classifier())
     runner, cpu = RUNNERS["torch-compile"], torch.device("cpu")
     ids = torch.randint(1, 1000, (2, 12), generator=torch.Generator().manual_seed(0))
-    ready = runner.prepare(CompiledEntry(model), cpu, "float32")
+    ready = runner.prepare(RuntimeModule(None, "torch-compile", model), cpu, "float32")
     with torch.no_grad():
         got, ref = ready.run(ids, torch.ones_like(ids)).logits, model(input_ids=ids).logits
     assert torch.allclose(got, ref, atol=1e-4)
-    assert "float16 is skipped" in runner.prepare(CompiledEntry(model), cpu, "float16")
+    assert "float16 is skipped" in runner.prepare(RuntimeModule(None, "torch-compile", model), cpu, "float16")
     result = benchmark_models(
         {"50%": model},
         runtimes=["torch-compile"],

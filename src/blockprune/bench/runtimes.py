@@ -31,7 +31,8 @@ EXPORTED_RUNTIMES = ("onnx", "onnx-int8", "openvino")
 
 class RuntimeModule(nn.Module):
     """A deploy runtime (``logits(batch)``) dressed as a classifier module for the benchmark;
-    ``flops_model`` (the PyTorch source) gives FLOPs and parameters and is not a submodule."""
+    ``flops_model`` (the PyTorch source) gives FLOPs and parameters and is not a submodule.
+    ``runtime=None``: an entry its runner builds per cell from ``flops_model`` (``torch-compile``)."""
 
     def __init__(self, runtime: Any, backend: str, flops_model: nn.Module):
         super().__init__()
@@ -49,23 +50,6 @@ class RuntimeModule(nn.Module):
         return SequenceClassifierOutput(logits=torch.from_numpy(self.runtime.logits(batch)))
 
     def __deepcopy__(self, memo):  # compiled runtimes cannot be copied; the benchmark never needs a copy
-        return self
-
-
-class CompiledEntry(nn.Module):
-    """A PyTorch model to be timed through ``torch.compile`` (runner ``torch-compile``, which compiles a
-    copy per cell); ``flops_model`` is the model itself, not a submodule."""
-
-    backend = "torch-compile"
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        object.__setattr__(self, "flops_model", model)
-
-    def forward(self, *args: Any, **kwargs: Any):
-        return self.flops_model(*args, **kwargs)
-
-    def __deepcopy__(self, memo):  # the runner copies the source model itself
         return self
 
 
@@ -93,16 +77,17 @@ def runtime_entries(
     check_runtimes(exported)  # an optional package that is missing: the error names the extra
     if not wanted:
         return dict(models)
-    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blockprune-runtimes-")))
+    if exported:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="blockprune-runtimes-")))
     out: dict[str, nn.Module] = {}
     for i, (name, model) in enumerate(models.items()):
         out[name] = model
         if backend_of(model) != "pytorch":
             continue
         if "torch-compile" in wanted:
-            out[f"{name} (torch-compile)"] = CompiledEntry(model)
-        folder = tmp / str(i)
+            out[f"{name} (torch-compile)"] = RuntimeModule(None, "torch-compile", model)
         for runtime in exported:  # written exactly as `blockprune export` writes them
+            folder = tmp / str(i)
             export_runtime(model, tokenizer, folder, runtime, int8=int8)
             backend = "openvino" if runtime == "openvino" else "onnxruntime"
             entry = RuntimeModule(open_runtime(runtime, folder), backend, model)
