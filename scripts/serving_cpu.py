@@ -7,6 +7,11 @@ scores, compacted with blockprune.pruning), and both classifiers have a random 1
 only speed and agreement with PyTorch float32 mean anything here, not accuracy. All variants
 are timed in one process, calls alternated round-robin, medians; batch 32 at the 95th
 percentile length of the MahaNews SHC headlines and batch 1 at their median length.
+
+Besides the deploy runtimes it times int8 variants that the deploy step does not offer, to show
+whether they would pay: onnxruntime static int8 (QDQ, calibrated on 256 headlines outside the
+check set), onnxruntime's transformer graph fusion before dynamic int8, and OpenVINO int8 by NNCF
+(when ``nncf`` is installed: ``pip install nncf``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
 from blockprune.deploy.onnx_export import export_onnx  # noqa: E402
-from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino  # noqa: E402
-from blockprune.deploy.quantize import quantize_int8  # noqa: E402
+from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino, openvino_module  # noqa: E402
+from blockprune.deploy.quantize import DEFAULT_KEEP_FP32, kept_fp32_nodes, quantize_int8  # noqa: E402
 from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noqa: E402
+from blockprune.flops import encoder_layout  # noqa: E402
 from blockprune.models import load_tokenizer  # noqa: E402
-from blockprune.pruning import TopKBinarizer, compact_model, patch_encoder  # noqa: E402
-from blockprune.pruning.patch import masked_layers  # noqa: E402
 from helpers.paths import E5_DIR, SHC_CSV  # noqa: E402
+from helpers.saved_models import compacted  # noqa: E402
 
 
 class CompiledRuntime(TorchRuntime):
@@ -53,16 +58,68 @@ def make_models(labels: int, sparsity: float, seed: int):
 
     torch.manual_seed(seed)
     dense = AutoModelForSequenceClassification.from_pretrained(E5_DIR, num_labels=labels, dtype=torch.float32).eval()
-    pruned = AutoModelForSequenceClassification.from_pretrained(E5_DIR, num_labels=labels, dtype=torch.float32)
-    pruned.load_state_dict(dense.state_dict())
-    patch_encoder(pruned, None, TopKBinarizer)
-    gen = torch.Generator().manual_seed(seed)
-    for layer in masked_layers(pruned):
-        with torch.no_grad():
-            layer.mask_scores.copy_(torch.randn(layer.mask_scores.shape, generator=gen))
-        layer.set_sparsity(sparsity)
-    report = compact_model(pruned)
-    return dense, pruned.eval(), report.to_dict()
+    pruned = compacted(dense, sparsity, seed)
+    return dense, pruned, [{k: x[k] for k in ("layer", "heads", "ffn")} for x in encoder_layout(pruned)]
+
+
+def calibration_batches(tok, texts, batch: int = 16):
+    """Tokenised batches for static quantisation (headlines not in the agreement check set)."""
+    return [
+        {k: v for k, v in tok(texts[i : i + batch], padding=True, truncation=True, return_tensors="np").items()}
+        for i in range(0, len(texts), batch)
+    ]
+
+
+def quantize_static_int8(src: Path, dst: Path, batches) -> Path:
+    """onnxruntime static int8 (QDQ, per-channel weights, activation ranges from calibration batches)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            item = next(self.batches, None)
+            return None if item is None else {k: item[k] for k in names}
+
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        nodes_to_exclude=kept_fp32_nodes(src, DEFAULT_KEEP_FP32),
+        extra_options={"MatMulConstBOnly": True},
+    )
+    return dst
+
+
+def fused_int8(src: Path, dst: Path) -> Path:
+    """onnxruntime's transformer graph optimiser (fused SkipLayerNorm / BiasGelu), then dynamic int8."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = dst.with_name(dst.stem + "_fp32.onnx")
+    optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0).save_model_to_file(str(fused))
+    return quantize_int8(fused, dst)
+
+
+def openvino_int8(src: Path, dst: Path, batches) -> Path:
+    """OpenVINO int8 by NNCF post-training quantisation (transformer preset) of the float32 graph."""
+    import nncf
+
+    ov = openvino_module()
+    model = ov.Core().read_model(str(src))
+    names = [i.get_any_name() for i in model.inputs]
+    data = nncf.Dataset([{k: b[k] for k in names} for b in batches])
+    quantized = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=10_000)
+    ov.save_model(quantized, str(dst))
+    return dst
 
 
 def timing_batch(tok, texts, batch, seq_len):
@@ -85,6 +142,12 @@ def main() -> int:
     parser.add_argument("--check-texts", type=int, default=500, help="texts for agreement with PyTorch float32")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-openvino", action="store_true", help="skip OpenVINO (timed when it is installed)")
+    parser.add_argument(
+        "--no-int8-variants",
+        action="store_true",
+        help="skip static int8, fused int8 and OpenVINO int8 (NNCF, timed when nncf is installed)",
+    )
+    parser.add_argument("--calibration-texts", type=int, default=256, help="headlines (not checked ones) to calibrate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -95,6 +158,8 @@ def main() -> int:
     lengths = [len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]]
     seq32, seq1 = int(math.ceil(np.percentile(lengths, 95))), int(np.median(lengths))
     dense, pruned, layout = make_models(12, 0.5, 0)
+    calibration = calibration_batches(tok, texts[-args.calibration_texts :])
+    has_openvino = not args.no_openvino and importlib.util.find_spec("openvino") is not None
 
     tmp = Path(tempfile.mkdtemp(prefix="serving-cpu-"))
     runtimes: dict[str, dict[str, Runtime]] = {}
@@ -120,13 +185,27 @@ def main() -> int:
             q = quantize_int8(fp32, folder / f"{name.replace(' ', '_')}.onnx", **opts)
             export_s[f"{label} {name}"] = time.time() - t
             rts[name] = OnnxRuntime(q, name, args.threads)
+        if not args.no_int8_variants:
+            t = time.time()
+            q = quantize_static_int8(fp32, folder / "static_int8.onnx", calibration)
+            export_s[f"{label} onnx-int8 static"] = time.time() - t
+            rts["onnx-int8 static"] = OnnxRuntime(q, "onnx-int8 static", args.threads)
+            t = time.time()
+            q = fused_int8(fp32, folder / "fused_int8.onnx")
+            export_s[f"{label} onnx-int8 fused"] = time.time() - t
+            rts["onnx-int8 fused"] = OnnxRuntime(q, "onnx-int8 fused", args.threads)
         if not args.no_compile:
             rts["torch-compile"] = CompiledRuntime(model)
-        if not args.no_openvino and importlib.util.find_spec("openvino") is not None:
+        if has_openvino:
             t = time.time()
             xml = export_openvino(fp32, folder / "openvino_model.xml")
             export_s[f"{label} openvino"] = time.time() - t
             rts["openvino"] = OpenVinoRuntime(xml, args.threads)
+            if not args.no_int8_variants and importlib.util.find_spec("nncf") is not None:
+                t = time.time()
+                q = openvino_int8(fp32, folder / "openvino_int8.xml", calibration)
+                export_s[f"{label} openvino-int8 (NNCF)"] = time.time() - t
+                rts["openvino-int8 (NNCF)"] = OpenVinoRuntime(q, args.threads)
         runtimes[label] = rts
 
     # agreement with PyTorch float32 of the same model, on real headlines

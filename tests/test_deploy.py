@@ -67,6 +67,26 @@ def test_exported_files_have_optimum_names_and_int8_keeps_the_classifier_fp32(fo
     assert classifier and all(n.op_type in ("Gemm", "MatMul", "Add") for n in classifier)
 
 
+def test_int8_quantises_a_graph_fused_by_onnxruntimes_transformer_optimiser(folder, texts, tmp_path):
+    """Fused contrib ops (SkipLayerNormalization, BiasGelu) have outputs shape inference cannot type;
+    the quantiser must still quantise the MatMuls after them (scripts/serving_cpu.py times this)."""
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from blockprune.deploy.quantize import quantize_int8
+    from blockprune.deploy.runtimes import OnnxRuntime
+
+    fused = tmp_path / "fused.onnx"
+    optimize_model(str(folder / "model.onnx"), model_type="bert", num_heads=0, hidden_size=0).save_model_to_file(
+        str(fused)
+    )
+    assert {"SkipLayerNormalization"} <= {n.op_type for n in onnx.load(str(fused)).graph.node}
+    quantized = quantize_int8(fused, tmp_path / "fused_int8.onnx")
+    assert {n.op_type for n in onnx.load(str(quantized)).graph.node} & {"MatMulInteger", "DynamicQuantizeMatMul"}
+    got = predict_logits(OnnxRuntime(quantized, "onnx-int8"), load_tokenizer(str(folder)), texts, max_length=128)
+    reduced_precision_agreement(got, _logits("torch", folder, texts))
+
+
 def test_optimum_loads_the_exported_folder(folder, texts):
     optimum = pytest.importorskip("optimum.onnxruntime")
     tokenizer = load_tokenizer(str(folder))

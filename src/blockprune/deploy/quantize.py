@@ -24,7 +24,8 @@ from blockprune.errors import BlockpruneError
 DEFAULT_KEEP_FP32 = ("classifier",)
 
 
-def _node_names(path: Path, fragments: Sequence[str]) -> list[str]:
+def kept_fp32_nodes(path: Path, fragments: Sequence[str]) -> list[str]:
+    """Names of the MatMul / Gemm nodes of ``path`` whose names contain a fragment (left in float32)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -50,6 +51,7 @@ def quantize_int8(
     only) at some cost in accuracy.
     """
     try:
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as err:
         raise BlockpruneError("onnxruntime is not installed; install blockprune[onnx].") from err
@@ -59,7 +61,7 @@ def quantize_int8(
             f"{src} does not exist; export the float32 model first (blockprune export MODEL --runtime onnx)."
         )
     ops = ["MatMul", "Gemm", "Attention"] + (["Gather"] if quantize_embeddings else [])
-    excluded = _node_names(src, keep_fp32) if keep_fp32 else []
+    excluded = kept_fp32_nodes(src, keep_fp32) if keep_fp32 else []
     root = logging.getLogger()
     level = root.level
     with atomic_path(dst) as tmp, warnings.catch_warnings():
@@ -74,7 +76,8 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=ops,
                 nodes_to_exclude=excluded,
-                extra_options={"MatMulConstBOnly": True},
+                # a type shape inference cannot name (outputs of fused contrib ops) is float32
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         finally:
             root.setLevel(level)
