@@ -165,3 +165,28 @@ def test_serving_doc_quotes_the_deployed_study_models(source, section, at_least)
             assert cells[2:5] == [f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x", f"{x['accuracy']:.2f}"]
             quoted += 1
     assert quoted >= at_least
+
+
+def test_serving_doc_quotes_the_avx2_runs():
+    """Every row of docs/serving.md's AVX2-only table is the one in its two jsons (both runs' ratios)."""
+    names = ("serving_cpu_avx2_threads2.json", "serving_cpu_avx2_threads2_run1.json")
+    runs = [json.loads((RESULTS / "serving_cpu" / name).read_text()) for name in names]
+    assert runs[0]["environment"]["flags"] == ["avx2"] and runs[0]["environment"]["threads"] == 2
+    doc = (ROOT / "docs" / "serving.md").read_text().split("## Measured on an AVX2-only CPU")[1].split("What it")[0]
+    rows = [[c.strip().strip("*") for c in ln.strip("|").split("|")] for ln in doc.splitlines() if ln.startswith("|")]
+    rows = [r for r in rows if r[0] in ("dense", "50 %")]
+    keys = [k for k in runs[0]["cells"]["batch 32 x 48"] if not k.startswith("_")]
+    assert len(rows) == len(keys)
+
+    def ratio(run: dict, cell: str, key: str) -> str:
+        return f"{run['cells'][cell][key]['speedup_vs_dense_torch']:.2f}x"
+
+    for row, key in zip(rows, keys, strict=True):
+        assert row[0] == ("dense" if key.startswith("dense") else "50 %")
+        assert row[2].split()[0] == ratio(runs[0], "batch 32 x 48", key)
+        assert row[3].split()[0] == ratio(runs[0], "batch 1 x 29", key)
+        if key in runs[1]["cells"]["batch 32 x 48"]:
+            assert row[4] == f"{ratio(runs[1], 'batch 32 x 48', key)} / {ratio(runs[1], 'batch 1 x 29', key)}"
+        quality = runs[0]["agreement_with_torch_fp32"].get(key)
+        if quality and quality["max_abs_logit_diff"] > 0:
+            assert row[5] == f"{quality['max_abs_logit_diff']:.1e}"
