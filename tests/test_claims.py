@@ -190,3 +190,25 @@ def test_serving_doc_quotes_the_avx2_runs():
         quality = runs[0]["agreement_with_torch_fp32"].get(key)
         if quality and quality["max_abs_logit_diff"] > 0:
             assert row[5] == f"{quality['max_abs_logit_diff']:.1e}"
+
+
+def test_serving_doc_quotes_the_trained_model_on_the_avx2_cpu():
+    """The int8 fidelity table and the demo job's deploy figures of docs/serving.md are their jsons'."""
+    fidelity = json.loads((RESULTS / "serving_cpu" / "int8_fidelity_avx2.json").read_text())
+    job = json.loads((RESULTS / "serving_cpu" / "demo_avx2_results.json").read_text())
+    assert fidelity["environment"]["flags"] == job["deploy"]["environment"]["flags"] == ["avx2"]
+    doc = (ROOT / "docs" / "serving.md").read_text().split("### A trained model on the AVX2-only CPU")[1]
+    for name, x in fidelity["variants"].items():
+        line = next(ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| {name} |"))
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        assert cells[1] == f"{x['flipped']} ({100 * (1 - x['agreement']):.2f} %)"
+        assert cells[3:5] == [f"{x['speedup_batch_32']:.2f}x", f"{x['speedup_batch_1']:.2f}x"]
+    runtimes = job["deploy"]["runtimes"]
+    text = " ".join(doc.split())
+    assert f"accuracy, {100 * runtimes['torch']['accuracy']:.2f}" in text
+    assert all(r["accuracy"] == runtimes["torch"]["accuracy"] for r in runtimes.values())
+    changed = sum(a != b for a, b in zip(runtimes["torch"]["predictions"], runtimes["onnx-int8"]["predictions"]))
+    assert f"changes {changed} of the {runtimes['torch']['n_texts']} predictions" in text
+    for name, shown in (("onnx-int8", "{} at batch 32 and {} at batch 1"), ("openvino", "OpenVINO in f32 {} / {}")):
+        speed = runtimes[name]["speedup_vs_dense_torch"]
+        assert shown.format(f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x") in text
