@@ -30,6 +30,7 @@ class Ready:
 
     run: Callable[[torch.Tensor, torch.Tensor], Any]
     release: Callable[[], None] = lambda: None  # undo what preparing changed on the caller's model
+    compiles: bool = False  # the first run of each shape compiles: the time budget is estimated from the next
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _prepare_compiled(entry: nn.Module, dev: torch.device, dtype: str) -> Ready 
         return "float16 is skipped on CPU (no fast kernels; not a CPU deployment format)."
     model = copy.deepcopy(entry.flops_model).to(device=dev, dtype=DTYPES[dtype]).eval()
     compiled = torch.compile(model, mode="reduce-overhead" if dev.type == "cuda" else None, dynamic=False)
-    return Ready(_forward(compiled))
+    return Ready(_forward(compiled), compiles=True)
 
 
 register(Runner("pytorch", _prepare_pytorch))
