@@ -65,7 +65,7 @@ def make_models(labels: int, sparsity: float, seed: int):
 def calibration_batches(tok, texts, batch: int = 16):
     """Tokenised batches for static quantisation (headlines not in the agreement check set)."""
     return [
-        {k: v for k, v in tok(texts[i : i + batch], padding=True, truncation=True, return_tensors="np").items()}
+        dict(tok(texts[i : i + batch], padding=True, truncation=True, return_tensors="np"))
         for i in range(0, len(texts), batch)
     ]
 
