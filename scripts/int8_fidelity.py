@@ -27,7 +27,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from serving_cpu import calibration_batches, fused_int8, quantize_static_int8, timing_batch  # noqa: E402
+from serving_cpu import (  # noqa: E402
+    calibration_batches,
+    fused_int8,
+    quantize_static_int8,
+    time_round_robin,
+    timing_batch,
+)
 
 from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
@@ -92,12 +98,7 @@ def main() -> int:
         for runtime in runtimes.values():
             for _ in range(3):
                 runtime.logits(feed)
-        times = {name: [] for name in runtimes}
-        for _ in range(args.repeats):
-            for name, runtime in runtimes.items():
-                t = time.perf_counter()
-                runtime.logits(feed)
-                times[name].append(time.perf_counter() - t)
+        times = time_round_robin(runtimes, feed, args.repeats)
         base = float(np.median(times["torch fp32"]))
         for name in runtimes:
             rows[name][f"speedup_batch_{batch}"] = base / float(np.median(times[name]))

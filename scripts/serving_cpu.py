@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from blockprune.bench.timing import round_robin, timed  # noqa: E402
 from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
@@ -120,6 +121,11 @@ def openvino_int8(src: Path, dst: Path, batches) -> Path:
     quantized = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=10_000)
     ov.save_model(quantized, str(dst))
     return dst
+
+
+def time_round_robin(runtimes: dict[str, Runtime], feed, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each runtime on ``feed``, calls alternated round-robin (blockprune.bench.timing)."""
+    return round_robin(list(runtimes), repeats, lambda name: timed(lambda: runtimes[name].logits(feed), False))
 
 
 def timing_batch(tok, texts, batch, seq_len):
@@ -235,12 +241,7 @@ def main() -> int:
                 rt.logits(feed)
             if "compile" in key:
                 compile_s[key] = time.time() - t
-        times = {k: [] for k in flat}
-        for _ in range(args.repeats):
-            for key, rt in flat.items():
-                t = time.perf_counter()
-                rt.logits(feed)
-                times[key].append(time.perf_counter() - t)
+        times = time_round_robin(flat, feed, args.repeats)
         med = {k: float(np.median(v) * 1e3) for k, v in times.items()}
         base = med["dense | torch"]
         cells[f"batch {batch} x {seq}"] = {
