@@ -27,6 +27,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from blockprune.atomic import write_json
 from blockprune.components import build
 from blockprune.deploy import FILES, deploy_job
 from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval, record_metrics
@@ -125,8 +126,7 @@ def main() -> int:
         "rows": rows,
         "wall_s": round(time.time() - start, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, out)  # atomic, like every JSON artefact of the project
     print(f"wrote {args.out} in {out['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

@@ -3,7 +3,7 @@
 # (e5-small-mr's config, random weights; 12/9/6/3 heads and 1536/1152/768/384 FFN neurons per layer)
 # timed eager and as torch.compile(mode="reduce-overhead") (one CUDA graph per shape), float16 and
 # bfloat16, batch 1 and 32, at the data's length (39; BENCH_SEQ_LENS="0 128" adds 128). Each cell compiles
-# each model anew: 16 compiles by default, time on a GPU not yet known (a 2-core CPU took 5 min for 8
+# each model anew: 16 compiles by default, time on a GPU not yet known (the 2-core AVX2 EPYC took 5 min for 8
 # float32 cells), so give the run timeout_s=540 and fewer dtypes if it is cut. Needs only what the GPU
 # machine has (torch, transformers); hydra/omegaconf are not imported on this path.
 # Prepare here:  mkdir -p .device_cache/e5 && cp ../shared/models/e5-small-mr/config.json .device_cache/e5/

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from serving_cpu import (  # noqa: E402
     timing_batch,
 )
 
+from blockprune.atomic import write_json  # noqa: E402
 from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
@@ -117,8 +117,7 @@ def main() -> int:
         "variants": rows,
         "wall_s": time.time() - start,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)  # atomic, like every JSON artefact of the project
     print(f"wrote {args.out} in {result['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

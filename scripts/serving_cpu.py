@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from blockprune.atomic import write_json  # noqa: E402
 from blockprune.bench.timing import round_robin, timed  # noqa: E402
 from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
@@ -286,8 +287,7 @@ def main() -> int:
         "cells": cells,
         "wall_s": time.time() - start,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)  # atomic, like every JSON artefact of the project
     print(f"wrote {args.out} in {result['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

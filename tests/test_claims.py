@@ -205,7 +205,14 @@ def test_serving_doc_quotes_the_trained_model_on_the_avx2_cpu():
         assert cells[3:5] == [f"{x['speedup_batch_32']:.2f}x", f"{x['speedup_batch_1']:.2f}x"]
     runtimes = job["deploy"]["runtimes"]
     text = " ".join(doc.split())
-    assert f"accuracy, {100 * runtimes['torch']['accuracy']:.2f}" in text
+    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
+
+    ids, target = job["predictions"]["id"], job["predictions"]["target"]
+    base, int8 = (prediction_record(ids, target, runtimes[n]["predictions"]) for n in ("torch", "onnx-int8"))
+    interval, paired = record_interval([base]), compare_to_baseline([base], [int8])
+    acc = 100 * runtimes["torch"]["accuracy"]
+    assert f"accuracy, {acc:.2f} [{interval['acc_low']:.2f}, {interval['acc_high']:.2f}]" in text
+    assert f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]" in text
     assert all(r["accuracy"] == runtimes["torch"]["accuracy"] for r in runtimes.values())
     changed = sum(a != b for a, b in zip(runtimes["torch"]["predictions"], runtimes["onnx-int8"]["predictions"]))
     assert f"changes {changed} of the {runtimes['torch']['n_texts']} predictions" in text
