@@ -211,3 +211,36 @@ def test_report_files_carry_the_intervals(tmp_path):
     csv = (tmp_path / "table1.csv").read_text()
     assert "diff_acc_low" in csv and "p_mcnemar" in csv
     assert (tmp_path / "accuracy_vs_speedup.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_pairs_the_deployed_runtimes_predictions_with_the_baselines_fp32_ones(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from blockprune.report import build_table, to_markdown
+
+    right = np.ones(200, dtype=bool)
+    _job(tmp_path, "base", 1, 0.0, right)
+    _job(tmp_path, "pruned", 1, 0.5, right)  # PyTorch fp32: no loss
+    results = json.loads((tmp_path / "pruned" / "results.json").read_text())
+    served = list(results["predictions"]["pred"])
+    for i in range(8):  # served in int8, 8 of its 200 right answers turn wrong
+        served[i] = (served[i] + 1) % 3
+    results["deploy"] = {
+        "best": {"runtime": "onnx-int8", "speedup": 3.2, "accuracy": 192 / 200},
+        "runtimes": {"onnx-int8": {"verified": True, "accuracy": 192 / 200, "predictions": served}},
+    }
+    (tmp_path / "pruned" / "results.json").write_text(json.dumps(results))
+    row = build_table([tmp_path]).set_index("row").loc["50% pruning"]
+    assert row["diff_acc"] == pytest.approx(0.0)  # the PyTorch model itself lost nothing
+    assert row["deployed_diff_acc"] == pytest.approx(-4.0)  # 8 of 200 lost when served
+    assert row["deployed_diff_acc_low"] < -4.0 < row["deployed_diff_acc_high"] < 0
+    assert row["deployed_p_mcnemar"] == pytest.approx(2 / 2**8)
+    md = to_markdown(build_table([tmp_path]))
+    assert "onnx-int8 3.20x 96.00, -4.00 [" in md
+
+    results["deploy"]["runtimes"]["onnx-int8"]["predictions"] = served[:-1]  # not this job's test split
+    (tmp_path / "pruned" / "results.json").write_text(json.dumps(results))
+    row = build_table([tmp_path]).set_index("row").loc["50% pruning"]
+    assert pd.isna(row["deployed_diff_acc"]) and row["deployed_runtime"] == "onnx-int8"

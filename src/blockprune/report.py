@@ -37,6 +37,9 @@ INTERVAL_COLUMNS = [
     "p_mcnemar",
     "no_loss",
 ]
+#: The best deployed runtime's test predictions paired with the baseline's PyTorch fp32 ones: what
+#: serving the pruned model costs in accuracy, with the interval that says whether it is a loss.
+DEPLOYED_DIFF_COLUMNS = ["deployed_diff_acc", "deployed_diff_acc_low", "deployed_diff_acc_high", "deployed_p_mcnemar"]
 COLUMNS = [
     "row",
     "status",
@@ -52,6 +55,7 @@ COLUMNS = [
     "deployed_runtime",
     "deployed_speedup",
     "deployed_accuracy",
+    *DEPLOYED_DIFF_COLUMNS,
     "accuracy",
     "macro_f1",
     *INTERVAL_COLUMNS,
@@ -127,8 +131,19 @@ def job_row(job: Path) -> dict[str, Any]:
         _seed=r.get("config", {}).get("seed"),
         _predictions=r.get("predictions"),
         _deployed_points=_deployed_points(r.get("deploy")),
+        _deployed_predictions=_deployed_predictions(r),
     )
     return row
+
+
+def _deployed_predictions(r: dict[str, Any]) -> dict[str, list] | None:
+    """The best deployed runtime's test predictions as a prediction record (the deploy section keeps
+    them in the job's test order, pooled over folds in fold order like ``predictions``)."""
+    deploy, record = r.get("deploy") or {}, r.get("predictions")
+    pred = ((deploy.get("runtimes") or {}).get((deploy.get("best") or {}).get("runtime")) or {}).get("predictions")
+    if not record or pred is None or len(pred) != len(record["id"]):
+        return None
+    return {"id": record["id"], "target": record["target"], "pred": list(pred)}
 
 
 def _deployed_points(deploy: dict[str, Any] | None) -> list[tuple[str, float, float]]:
@@ -168,7 +183,8 @@ def build_table(folders: list[str | Path]) -> pd.DataFrame:
             f"report: no job folders (results.json or .hydra/) under {', '.join(map(str, folders))}"
         )
     table = pd.DataFrame(rows)
-    for col in COLUMNS + ["_dense_params", "error", "_seed", "_predictions", "_deployed_points"]:
+    private = ["_dense_params", "error", "_seed", "_predictions", "_deployed_points", "_deployed_predictions"]
+    for col in COLUMNS + private:
         if col not in table:
             table[col] = None
     table = with_intervals(table)
@@ -209,9 +225,14 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
                 for col in INTERVAL_COLUMNS:
                     if col in diff:
                         line[col] = diff[col]
+            deployed = list(group["_deployed_predictions"])
+            if all(deployed) and all(pairs):  # the baseline's own deployed runtime too: int8 is not free
+                diff = compare_to_baseline(pairs, deployed)
+                for col in DEPLOYED_DIFF_COLUMNS:
+                    line[col] = diff[col.removeprefix("deployed_")]
         lines.append(line)
     out = pd.concat([pd.DataFrame(lines), rest], ignore_index=True) if lines else rest
-    return out.drop(columns=["_seed", "_predictions"])
+    return out.drop(columns=["_seed", "_predictions", "_deployed_predictions"])
 
 
 def _pct(name: str) -> float:
@@ -229,7 +250,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         "speed-up",
         "analytic",
         "latency (ms)",
-        "deployed: runtime, speed-up, accuracy",
+        "deployed: runtime, speed-up, accuracy, Δ vs baseline [paired 95 % CI]",
         "accuracy",
         "macro-F1",
         "accuracy 95 % CI",
@@ -285,7 +306,11 @@ def _deployed(r: pd.Series) -> str:
     """The best deployed runtime, its speed-up over the dense model in PyTorch fp32, its accuracy."""
     if not isinstance(r.get("deployed_runtime"), str):
         return "—"
-    return f"{r['deployed_runtime']} {_f(r['deployed_speedup'], '.2f', 'x')} {_f(r['deployed_accuracy'], '.2f')}"
+    text = f"{r['deployed_runtime']} {_f(r['deployed_speedup'], '.2f', 'x')} {_f(r['deployed_accuracy'], '.2f')}"
+    if _f(r.get("deployed_diff_acc"), ".2f") != "—":
+        low, high = r["deployed_diff_acc_low"], r["deployed_diff_acc_high"]
+        text += f", {r['deployed_diff_acc']:+.2f} {_ci(low, high, '+')}"
+    return text
 
 
 def _pm(r: pd.Series, col: str) -> str:
