@@ -11,6 +11,11 @@ records per runtime: test accuracy, the paired difference to the dense baseline 
 speed-ups over the dense model in PyTorch float32, all runtimes of the job alternated in one
 process (``blockprune.deploy.deploy_job``). The question it answers is issue 14's goal: is the
 deployed pruned model faster, and how far below the dense model is it, with an interval.
+
+``--stored`` reads what the jobs' ``deploy`` sections already hold instead (a study run with
+``deploy=cpu``): each runtime's re-test predictions (pooled over the folds of a cross-validated job)
+paired with the baseline's PyTorch float32 ones, and the speed-ups measured in the job (fold 0's, for
+cross-validation); nothing is exported or timed again.
 """
 
 from __future__ import annotations
@@ -44,6 +49,59 @@ def job_data(job: Path):
     return results, datamodule
 
 
+def row_identity(results: dict) -> tuple[str, dict]:
+    """The row's name in the output (``baseline``, ``50% pruning + KD``) and its sparsity / distillation."""
+    prune, distill = results["config"].get("prune") or {}, results["config"].get("distill")
+    name = f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
+    return "baseline" if not prune.get("sparsity") else name, {
+        "sparsity": prune.get("sparsity", 0.0),
+        "distill": bool(distill),
+    }
+
+
+def paired_runtime(deployed: dict, ids: list, labels: list, base_record: dict, num_classes: int) -> dict:
+    """One runtime's re-test: accuracy with its interval, paired with the dense model in PyTorch fp32."""
+    pred = prediction_record(ids, labels, deployed["predictions"])  # its re-test, in test-split order
+    return {
+        "accuracy": 100 * record_metrics(pred, num_classes)["test/acc"],
+        "interval": record_interval([pred], num_classes),
+        "vs_dense_torch_fp32": compare_to_baseline([base_record], [pred], num_classes),
+        "precision": deployed.get("precision"),
+        "verified": deployed["verified"],
+        "agreement_with_own_torch_fp32": deployed["agreement"],
+        "speedup_vs_dense_torch": deployed["speedup_vs_dense_torch"],
+        "speedup_vs_dense_same_runtime": deployed["speedup_vs_dense_same_runtime"],
+        "latency_ms": deployed["latency_ms"],
+    }
+
+
+def stored_rows(jobs: list[Path]) -> dict:
+    """Rows from the deploy sections the jobs wrote (``--stored``), paired with the baseline."""
+    loaded = [json.loads((job / "results.json").read_text(encoding="utf-8")) for job in jobs]
+    base_record = loaded[0]["predictions"]
+    num_classes = len(set(base_record["target"]))  # every label occurs in a cross-validated test record
+    rows = {}
+    for job, results in zip(jobs, loaded):
+        record, deploy = results["predictions"], results.get("deploy")
+        if not deploy:
+            raise SystemExit(f"{job}: results.json has no deploy section; run the study with deploy=cpu")
+        if sorted(record["id"]) != sorted(base_record["id"]):
+            raise SystemExit(f"{job}: its test examples differ from the baseline's; not comparable")
+        name, identity = row_identity(results)
+        rows[name] = {
+            "job": str(job),
+            **identity,
+            "runtimes": {
+                name: paired_runtime(deployed, record["id"], record["target"], base_record, num_classes)
+                for name, deployed in deploy["runtimes"].items()
+            },
+            "seq_len": deploy["seq_len"],
+            "folds": deploy.get("folds", 1),
+            "environment": deploy["environment"],
+        }
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path)
@@ -52,11 +110,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="threads per runtime (default: torch's)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--stored", action="store_true", help="pair the jobs' own deploy sections; export nothing")
     args = parser.parse_args()
     start, load_before = time.time(), os.getloadavg()
 
     base_job = args.study / "baseline"
     jobs = [base_job, *sorted(p.parent for p in (args.study / "pruned").glob("*/results.json"))]
+    if args.stored:
+        return write(args, stored_rows(jobs), start, load_before)
     base_results, datamodule = job_data(base_job)
     dense = load_model(base_results["model_dir"]).eval()
     base_record = base_results["predictions"]
@@ -88,45 +149,45 @@ def main() -> int:
                 repeats=args.repeats,
                 threads=args.threads,
             )
-            prune, distill = results["config"].get("prune") or {}, results["config"].get("distill")
-            row = {"job": str(job), "sparsity": prune.get("sparsity", 0.0), "distill": bool(distill), "runtimes": {}}
-            name = f"{prune.get('sparsity', 0):.0%} pruning" + (" + KD" if distill else "")
-            name = "baseline" if job == base_job else name
-            for runtime, deployed in record["runtimes"].items():
-                pred = prediction_record(ids, labels, deployed["predictions"])  # its re-test, in test-split order
-                row["runtimes"][runtime] = {
-                    "accuracy": 100 * record_metrics(pred, num_classes)["test/acc"],
-                    "interval": record_interval([pred], num_classes),
-                    "vs_dense_torch_fp32": compare_to_baseline([base_record], [pred], num_classes),
-                    "precision": deployed.get("precision"),
-                    "verified": deployed["verified"],
-                    "agreement_with_own_torch_fp32": deployed["agreement"],
-                    "speedup_vs_dense_torch": deployed["speedup_vs_dense_torch"],
-                    "speedup_vs_dense_same_runtime": deployed["speedup_vs_dense_same_runtime"],
-                    "latency_ms": deployed["latency_ms"],
-                }
-                got, paired = row["runtimes"][runtime], row["runtimes"][runtime]["vs_dense_torch_fp32"]
-                print(
-                    f"{name:40s} {runtime:10s} acc {got['accuracy']:.2f} vs dense {paired['diff_acc']:+.2f} "
-                    f"[{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}] "
-                    + " ".join(f"{k} {v:.2f}x" for k, v in got["speedup_vs_dense_torch"].items()),
-                    file=sys.stderr,
-                )
-            row["seq_len"], row["environment"] = record["seq_len"], record["environment"]
-        rows[name] = row
+            runtimes = {
+                runtime: paired_runtime(deployed, ids, labels, base_record, num_classes)
+                for runtime, deployed in record["runtimes"].items()
+            }
+        name, identity = row_identity(results)
+        rows[name] = {
+            "job": str(job),
+            **identity,
+            "runtimes": runtimes,
+            "seq_len": record["seq_len"],
+            "environment": record["environment"],
+        }
+    return write(args, rows, start, load_before, baseline_test_examples=len(ids))
+
+
+def write(args: argparse.Namespace, rows: dict, start: float, load_before: tuple, **extra) -> int:
+    """Print each row's runtimes and write the JSON (atomic, like every JSON artefact of the project)."""
+    for name, row in rows.items():
+        for runtime, got in row["runtimes"].items():
+            paired = got["vs_dense_torch_fp32"]
+            print(
+                f"{name:40s} {runtime:10s} acc {got['accuracy']:.2f} vs dense {paired['diff_acc']:+.2f} "
+                f"[{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}] "
+                + " ".join(f"{k} {v:.2f}x" for k, v in got["speedup_vs_dense_torch"].items()),
+                file=sys.stderr,
+            )
     out = {
         "schema": "blockprune.deployed_accuracy/1",
         "command": "python " + " ".join(sys.argv),
         "date": datetime.date.today().isoformat(),
         "study": str(args.study),
-        "baseline_test_examples": len(ids),
+        **extra,
         "note": "accuracy in points; vs_dense_torch_fp32 pairs each runtime's test predictions with the dense "
         "baseline's (PyTorch float32) example by example; speed-ups from runs alternated in one process",
         "loadavg": {"before": load_before, "after": os.getloadavg()},
         "rows": rows,
         "wall_s": round(time.time() - start, 1),
     }
-    write_json(args.out, out)  # atomic, like every JSON artefact of the project
+    write_json(args.out, out)
     print(f"wrote {args.out} in {out['wall_s']:.0f} s", file=sys.stderr)
     return 0
 

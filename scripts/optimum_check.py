@@ -4,7 +4,8 @@ Optimum (optimum-onnx 0.1.0) needs transformers < 4.58, blockprune transformers 
 a separate environment and imports nothing from blockprune:
 
     python3.11 -m venv /tmp/optvenv
-    /tmp/optvenv/bin/pip install torch==2.13.0 'transformers<4.58' 'optimum-onnx[onnxruntime]==0.1.0' onnxruntime==1.32.0
+    /tmp/optvenv/bin/pip install torch==2.13.0 'transformers<4.58' 'optimum-onnx[onnxruntime]==0.1.0' \
+        onnxruntime==1.32.0
     /tmp/optvenv/bin/python scripts/optimum_check.py outputs/.../model
 
 The tokenizer comes from ``tokenizer.json``: the ``tokenizer_config.json`` transformers 5 writes names

@@ -355,6 +355,57 @@ def test_cross_validation_folds_pool_into_one_deploy_section():
     assert pooled_results(cfg, folds, 1.0)["deploy"]["runtimes"]["onnx-int8"]["n_texts"] == 400
 
 
+def test_deployed_accuracy_pairs_the_stored_deploy_predictions_with_the_dense_fp32_ones(tmp_path):
+    """scripts/deployed_accuracy.py --stored: each job's runtimes (pooled CV predictions) paired by example
+    id with the baseline's PyTorch fp32 predictions, nothing re-exported; a job without deploy is refused."""
+    import importlib.util
+
+    from helpers.paths import ROOT
+
+    spec = importlib.util.spec_from_file_location("deployed_accuracy", ROOT / "scripts" / "deployed_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ids, target = [f"x{i}" for i in range(100)], [i % 4 for i in range(100)]
+
+    def job(name, sparsity, torch_pred, int8_pred, order=slice(None)):
+        speed = {"batch_1": 1.0 + sparsity, "batch_32": 1.0 + 2 * sparsity}
+        runtime = {"verified": True, "agreement": 1.0, "speedup_vs_dense_torch": speed}
+        runtime |= {"speedup_vs_dense_same_runtime": speed, "latency_ms": {"batch_32": 1.0}}
+        results = {
+            "config": {"prune": {"sparsity": sparsity} if sparsity else {}, "distill": {"alpha": 0.5}},
+            "predictions": {"id": ids[order], "target": target[order], "pred": torch_pred[order]},
+            "deploy": {
+                "runtimes": {"torch": {**runtime, "predictions": torch_pred[order]}},
+                "seq_len": 40,
+                "folds": 5,
+                "environment": {"flags": ["avx2"]},
+            },
+        }
+        results["deploy"]["runtimes"]["onnx-int8"] = {**runtime, "predictions": int8_pred[order]}
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+        return tmp_path / name
+
+    wrong = [(t + 1) % 4 for t in target]
+    base = job("baseline", 0.0, target, target)  # dense fp32 and int8 both right everywhere
+    pruned_int8 = wrong[:6] + target[6:]  # served in int8, the pruned model gets 6 of 100 wrong
+    pruned = job("pruned/0", 0.5, target, pruned_int8, order=slice(None, None, -1))  # its folds' order
+    rows = module.stored_rows([base, pruned])
+    assert set(rows) == {"baseline", "50% pruning + KD"}
+    int8 = rows["50% pruning + KD"]["runtimes"]["onnx-int8"]
+    assert int8["accuracy"] == pytest.approx(94.0) and int8["vs_dense_torch_fp32"]["diff_acc"] == pytest.approx(-6.0)
+    assert int8["vs_dense_torch_fp32"]["p_mcnemar"] == pytest.approx(2 / 2**6)
+    assert int8["speedup_vs_dense_torch"] == {"batch_1": 1.5, "batch_32": 2.0}
+    assert rows["baseline"]["runtimes"]["onnx-int8"]["vs_dense_torch_fp32"]["diff_acc"] == 0.0
+    assert rows["50% pruning + KD"]["folds"] == 5 and rows["50% pruning + KD"]["sparsity"] == 0.5
+
+    results = json.loads((pruned / "results.json").read_text())
+    del results["deploy"]
+    (pruned / "results.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="no deploy section"):
+        module.stored_rows([base, pruned])
+
+
 @pytest.mark.slow  # two inductor compiles on CPU (about a minute on 2 cores)
 def test_torch_compile_entry_gives_the_eager_logits_and_bench_cells():
     import torch
