@@ -99,22 +99,11 @@ def test_readme_mahasent_rows_are_those_of_the_committed_study():
 
 def _cv_row(name: str) -> tuple[dict, list[float], dict]:
     """A committed SHC CV row: pooled predictions, per-fold accuracies and the job's results.json.
-    The 50 % row is the 6-epoch job with each fold's checkpoint chosen post hoc by the preset's rule
-    (lowest validation loss among the held epochs; checkpoint_rules_p50_kd_6epochs.json)."""
+    The 50 % row is the preset's own run with deploy (p50_deployed_avx2, on the AVX2 EPYC)."""
     folder = RESULTS / "table1_cpu_cv"
-    if name != "p50_kd":
-        r = json.loads((folder / "jobs" / name / "results.json").read_text())
-        return r["predictions"], [f["metrics"]["test/acc"] for f in r["folds"]], r
-    r = json.loads((folder / "jobs" / "p50_kd_6epochs_valacc" / "results.json").read_text())
-    record = json.loads((folder / "checkpoint_rules_p50_kd_6epochs.json").read_text())["predictions"]["lowest_val_loss"]
-    accs, start = [], 0
-    for f in r["folds"]:
-        n = f["split_sizes"]["test"]
-        accs.append(
-            sum(t == p for t, p in zip(record["target"][start : start + n], record["pred"][start : start + n])) / n
-        )
-        start += n
-    return record, accs, r
+    path = folder / "p50_deployed_avx2" / "pruned" / "0" if name == "p50_kd" else folder / "jobs" / name
+    r = json.loads((path / "results.json").read_text())
+    return r["predictions"], [f["metrics"]["test/acc"] for f in r["folds"]], r
 
 
 def test_readme_shc_cross_validation_rows_are_those_of_the_committed_study():
@@ -137,7 +126,7 @@ def test_readme_shc_cross_validation_rows_are_those_of_the_committed_study():
             d = compare_to_baseline([base], [record], 12)
             assert cells[3] == f"{d['diff_acc']:+.2f} [{d['diff_acc_low']:+.2f}, {d['diff_acc_high']:+.2f}]"
             assert cells[4] == f"{d['p_mcnemar']:.2g}"
-            assert cells[6] == f"{r['speed']['speedup']:.2f}x"
+            assert cells[6].split()[0] == f"{r['speed']['speedup']:.2f}x"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +143,9 @@ def test_serving_doc_quotes_the_deployed_study_models(source, section, at_least)
     quoted = 0
     for row, label in names.items():
         for runtime, x in deployed["rows"][row]["runtimes"].items():
-            shown = "torch fp32" if runtime == "torch" else runtime + (f" ({x['precision']})" if x["precision"] else "")
+            shown = (
+                "torch fp32" if runtime == "torch" else runtime + (f" ({x['precision']})" if x.get("precision") else "")
+            )
             line = next(
                 (ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| {label} | {shown} |")), None
             )
@@ -219,3 +210,38 @@ def test_serving_doc_quotes_the_trained_model_on_the_avx2_cpu():
     for name, shown in (("onnx-int8", "{} at batch 32 and {} at batch 1"), ("openvino", "OpenVINO in f32 {} / {}")):
         speed = runtimes[name]["speedup_vs_dense_torch"]
         assert shown.format(f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x") in text
+
+
+def test_serving_doc_quotes_the_deployed_shc_cross_validation_models():
+    """docs/serving.md's table of the SHC 5-fold study deployed: every accuracy, paired difference and
+    speed-up recomputed from the two jobs' results.json (their deploy sections' pooled predictions)."""
+    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
+
+    folder = RESULTS / "table1_cpu_cv" / "p50_deployed_avx2"
+    base, pruned = (json.loads((folder / p / "results.json").read_text()) for p in ("baseline", "pruned/0"))
+    assert base["deploy"]["environment"]["flags"] == pruned["deploy"]["environment"]["flags"] == ["avx2"]
+    assert base["deploy"]["folds"] == pruned["deploy"]["folds"] == 5
+    doc = (ROOT / "docs" / "serving.md").read_text().split("## The SHC study's 50 % + KD model, deployed")[1]
+    doc = doc.split("What it says:")[0]
+    quoted = 0
+    for label, job in (("dense", base), ("50 % + KD", pruned)):
+        record = job["predictions"]
+        assert len(set(record["id"])) == len(record["id"]) == 2386
+        for runtime, x in job["deploy"]["runtimes"].items():
+            shown = (
+                "torch fp32" if runtime == "torch" else runtime + (f" ({x['precision']})" if x.get("precision") else "")
+            )
+            line = next(ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| {label} | {shown} |"))
+            cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+            served = prediction_record(record["id"], record["target"], x["predictions"])
+            iv, paired = record_interval([served], 12), compare_to_baseline([base["predictions"]], [served], 12)
+            acc = 100 * sum(t == p for t, p in zip(served["target"], served["pred"])) / len(served["pred"])
+            assert cells[2] == {True: "yes", False: "no"}[x["verified"]]
+            assert cells[3] == f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]"
+            if label != "dense" or runtime != "torch":
+                diff = f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]"
+                assert cells[4] == diff and cells[5] == f"{paired['p_mcnemar']:.2g}"
+            speed = x["speedup_vs_dense_torch"]
+            assert cells[6:8] == [f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x"]
+            quoted += 1
+    assert quoted == 8
