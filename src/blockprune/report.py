@@ -225,7 +225,7 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
                 for col in INTERVAL_COLUMNS:
                     if col in diff:
                         line[col] = diff[col]
-            deployed = list(group["_deployed_predictions"])
+            deployed = [d if isinstance(d, dict) else None for d in group["_deployed_predictions"]]  # NaN: none
             if all(deployed) and all(pairs):  # the baseline's own deployed runtime too: int8 is not free
                 diff = compare_to_baseline(pairs, deployed)
                 for col in DEPLOYED_DIFF_COLUMNS:
