@@ -92,8 +92,8 @@ def stored_rows(jobs: list[Path]) -> dict:
             "job": str(job),
             **identity,
             "runtimes": {
-                name: paired_runtime(deployed, record["id"], record["target"], base_record, num_classes)
-                for name, deployed in deploy["runtimes"].items()
+                runtime: paired_runtime(deployed, record["id"], record["target"], base_record, num_classes)
+                for runtime, deployed in deploy["runtimes"].items()
             },
             "seq_len": deploy["seq_len"],
             "folds": deploy.get("folds", 1),
