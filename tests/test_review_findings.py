@@ -35,6 +35,32 @@ def test_the_study_report_wandb_run_does_not_record_a_secret_of_the_command_line
     assert sys.argv[-1] == f"model.token={SECRET}"  # the caller's argv is restored
 
 
+def test_the_study_report_logs_to_wandb_a_table_whose_rows_were_deployed(tmp_path, monkeypatch):
+    """A study with ``deploy.runtimes`` crashed at its last step: W&B could not type the private
+    ``_deployed_points`` lists (found by the SHC 5-fold study on the AVX-512 VNNI CPU)."""
+    pytest.importorskip("wandb")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blockprune.report import log_to_wandb
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    plt.figure()
+    plt.savefig(tmp_path / "accuracy_vs_speedup.png")
+    plt.close("all")
+    table = pd.DataFrame(
+        {
+            "row": ["baseline", "50% + KD"],
+            "accuracy": [82.15, 82.23],
+            "_deployed_points": [[("torch", 1.0, 82.15), ("openvino", 2.4, 82.06)], [("onnx", 2.3, 82.23)]],
+            "_predictions": [[1, 2, 3], [1, 2, 2]],
+        }
+    )
+    assert log_to_wandb(table, tmp_path, group="g") is not None
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -376,7 +376,7 @@ def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame
     out = Path(out_dir)
     table = build_table(folders)
     with atomic_path(out / "table1.csv") as tmp:
-        table.drop(columns=[c for c in table if c.startswith("_")]).to_csv(tmp, index=False)
+        public_columns(table).to_csv(tmp, index=False)
     with atomic_path(out / "table1.md") as tmp:
         tmp.write_text(to_markdown(table), encoding="utf-8")
     plot(table, out / "accuracy_vs_speedup.png")
@@ -384,6 +384,12 @@ def write_report(folders: list[str | Path], out_dir: str | Path) -> pd.DataFrame
     if len(failed):
         log.warning("report: %d job(s) did not complete: %s", len(failed), ", ".join(failed["row"]))
     return table
+
+
+def public_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its private columns (``_deployed_points``, pooled predictions: lists for the
+    plot and the paired intervals), as table1.csv and W&B get it."""
+    return table.drop(columns=[c for c in table.columns if str(c).startswith("_")])
 
 
 def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path | None:
@@ -410,9 +416,10 @@ def log_to_wandb(table: pd.DataFrame, out_dir: str | Path, group: str) -> Path |
             mode="offline",
             reinit="finish_previous",
         )
+    public = public_columns(table)  # W&B cannot type the private columns' lists
     run.log(
         {
-            "table1": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
+            "table1": wandb.Table(dataframe=public.astype(object).where(public.notna(), None)),
             "accuracy_vs_speedup": wandb.Image(str(out / "accuracy_vs_speedup.png")),
         }
     )
