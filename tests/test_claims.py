@@ -212,16 +212,25 @@ def test_serving_doc_quotes_the_trained_model_on_the_avx2_cpu():
         assert shown.format(f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x") in text
 
 
-def test_serving_doc_quotes_the_deployed_shc_cross_validation_models():
-    """docs/serving.md's table of the SHC 5-fold study deployed: every accuracy, paired difference and
-    speed-up recomputed from the two jobs' results.json (their deploy sections' pooled predictions)."""
+@pytest.mark.parametrize(
+    ("run", "cpu", "flags"),
+    [
+        ("p50_deployed_avx2", "AVX2-only CPU", ["avx2"]),
+        ("p50_deployed_vnni", "AVX-512 VNNI CPU", ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]),
+    ],
+)
+def test_serving_doc_quotes_the_deployed_shc_cross_validation_models(run, cpu, flags):
+    """docs/serving.md's tables of the SHC 5-fold study deployed (one per CPU): every accuracy, paired
+    difference and speed-up recomputed from the two jobs' results.json (their deploy sections' pooled
+    predictions)."""
     from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
 
-    folder = RESULTS / "table1_cpu_cv" / "p50_deployed_avx2"
+    folder = RESULTS / "table1_cpu_cv" / run
     base, pruned = (json.loads((folder / p / "results.json").read_text()) for p in ("baseline", "pruned/0"))
-    assert base["deploy"]["environment"]["flags"] == pruned["deploy"]["environment"]["flags"] == ["avx2"]
+    assert base["deploy"]["environment"]["flags"] == pruned["deploy"]["environment"]["flags"] == flags
     assert base["deploy"]["folds"] == pruned["deploy"]["folds"] == 5
-    doc = (ROOT / "docs" / "serving.md").read_text().split("## The SHC study's 50 % + KD model, deployed")[1]
+    heading = f"## The SHC study's 50 % + KD model, deployed (5-fold cross-validation, {cpu})"
+    doc = (ROOT / "docs" / "serving.md").read_text().split(heading)[1]
     doc = doc.split("What it says:")[0]
     quoted = 0
     for label, job in (("dense", base), ("50 % + KD", pruned)):
