@@ -3,9 +3,11 @@
     .venv/bin/python scripts/deployed_accuracy.py outputs/table1/<study> --runtimes onnx-int8 openvino \
         --out docs/results/<study>/deployed.json
 
-For the baseline and every pruned job of the study (``<study>/baseline``, ``<study>/pruned/*``) it
-rebuilds the job's data module from the job's own config (same cleaning, same test split), copies
-the saved model to a temporary folder, exports it to each runtime (``blockprune.deploy``), and
+For the baseline and every pruned job of the study (``<study>/baseline``, ``<study>/pruned/*``; for a
+cross-validated job, each fold's model on its own test fold, pooled as the job pools them) it
+rebuilds the data module from the job's own config (same cleaning, same test split), copies
+the saved model to a temporary folder, exports it to each runtime (``blockprune.deploy``; int8
+activations calibrated on the same job's training split), and
 records per runtime: test accuracy, the paired difference to the dense baseline in PyTorch float32
 (paired bootstrap interval, McNemar's p: ``blockprune.evaluation.compare_to_baseline``) and the
 speed-ups over the dense model in PyTorch float32, all runtimes of the job alternated in one
@@ -34,7 +36,8 @@ from omegaconf import OmegaConf
 
 from blockprune.atomic import write_json
 from blockprune.components import build
-from blockprune.deploy import FILES, deploy_job
+from blockprune.deploy import FILES, deploy_job, pool_deploy
+from blockprune.deploy.measure import calibration_sample
 from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval, record_metrics
 from blockprune.models import load_model, load_tokenizer
 
@@ -110,6 +113,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="threads per runtime (default: torch's)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--calibration-texts", type=int, default=256, help="training texts calibrating openvino-int8")
     parser.add_argument("--stored", action="store_true", help="pair the jobs' own deploy sections; export nothing")
     args = parser.parse_args()
     start, load_before = time.time(), os.getloadavg()
@@ -118,50 +122,74 @@ def main() -> int:
     jobs = [base_job, *sorted(p.parent for p in (args.study / "pruned").glob("*/results.json"))]
     if args.stored:
         return write(args, stored_rows(jobs), start, load_before)
-    base_results, datamodule = job_data(base_job)
-    dense = load_model(base_results["model_dir"]).eval()
-    base_record = base_results["predictions"]
-    texts, labels, ids = datamodule.texts("test"), datamodule.labels("test"), datamodule.example_ids("test")
-    num_classes = datamodule.num_labels
+    base_units = model_units(base_job)
+    base_record = json.loads((base_job / "results.json").read_text(encoding="utf-8"))["predictions"]
     rows = {}
     for job in jobs:
-        results, dm = job_data(job)
-        if dm.example_ids("test") != ids:
-            raise SystemExit(f"{job}: its test split differs from the baseline's; not comparable")
-        with tempfile.TemporaryDirectory(prefix="deployed-") as tmp:
-            folder = Path(tmp) / "model"
-            shutil.copytree(results["model_dir"], folder)
-            for stale in (*FILES.values(), "openvino_model.bin", "deploy.json"):  # exported afresh below
-                (folder / stale).unlink(missing_ok=True)
-            model = load_model(folder).eval()
-            tokenizer = load_tokenizer(str(folder))
-            record = deploy_job(
-                model,
-                tokenizer,
-                folder,
-                dense if job != base_job else None,
-                texts,
-                labels,
-                args.runtimes,
-                seq_len=int(results["seq_len"]),
-                max_length=int(dm.max_length),
-                batch_sizes=args.batch_sizes,
-                repeats=args.repeats,
-                threads=args.threads,
-            )
-            runtimes = {
-                runtime: paired_runtime(deployed, ids, labels, base_record, num_classes)
-                for runtime, deployed in record["runtimes"].items()
-            }
-        name, identity = row_identity(results)
+        units = model_units(job)
+        if len(units) != len(base_units):
+            raise SystemExit(f"{job}: {len(units)} model(s), the baseline {len(base_units)}; not comparable")
+        sections, ids, labels = [], [], []
+        for k, (unit, base_unit) in enumerate(zip(units, base_units)):
+            print(f"{job.name} {unit.name}: exporting and re-testing {args.runtimes}", file=sys.stderr)
+            results, dm = job_data(unit)
+            timed = k == 0  # cross-validation reports fold 0's speed, as the job does
+            dense = None
+            if timed and job != base_job:  # the pruned fold-0 model is timed beside the dense fold-0 one
+                dense = load_model(json.loads((base_unit / "results.json").read_text())["model_dir"])
+            sections.append(deploy_unit(args, results, dm, dense, timed))
+            ids += dm.example_ids("test")
+            labels += dm.labels("test")
+            num_classes = dm.num_labels
+        if sorted(ids) != sorted(base_record["id"]):
+            raise SystemExit(f"{job}: its test examples differ from the baseline's; not comparable")
+        record = pool_deploy(sections) if len(sections) > 1 else sections[0]
+        name, identity = row_identity(json.loads((job / "results.json").read_text(encoding="utf-8")))
         rows[name] = {
             "job": str(job),
             **identity,
-            "runtimes": runtimes,
+            "runtimes": {
+                runtime: paired_runtime(deployed, ids, labels, base_record, num_classes)
+                for runtime, deployed in record["runtimes"].items()
+            },
             "seq_len": record["seq_len"],
+            "folds": len(sections),
             "environment": record["environment"],
         }
-    return write(args, rows, start, load_before, baseline_test_examples=len(ids))
+    return write(args, rows, start, load_before, baseline_test_examples=len(base_record["id"]))
+
+
+def model_units(job: Path) -> list[Path]:
+    """The folders holding one trained model each: a cross-validated job's folds, else the job."""
+    folds = sorted(job.glob("fold_*/results.json"), key=lambda p: int(p.parent.name.split("_")[1]))
+    return [p.parent for p in folds] or [job]
+
+
+def deploy_unit(args: argparse.Namespace, results: dict, dm, dense, timed: bool) -> dict:
+    """One model exported afresh to ``args.runtimes`` in a temporary copy, re-tested on its own test
+    split, int8 calibrated on its own training split; timed beside ``dense`` (None: itself) with
+    ``args.repeats`` when ``timed``, else once (its speed is not reported)."""
+    with tempfile.TemporaryDirectory(prefix="deployed-") as tmp:
+        folder = Path(tmp) / "model"
+        shutil.copytree(results["model_dir"], folder)
+        for stale in (*FILES.values(), "openvino_model.bin", "openvino_model_int8.bin", "deploy.json"):
+            (folder / stale).unlink(missing_ok=True)  # exported afresh below
+        return deploy_job(
+            load_model(folder).eval(),
+            load_tokenizer(str(folder)),
+            folder,
+            dense,
+            dm.texts("test"),
+            dm.labels("test"),
+            args.runtimes,
+            seq_len=int(results["seq_len"]),
+            max_length=int(dm.max_length),
+            batch_sizes=args.batch_sizes,
+            repeats=args.repeats if timed else 1,
+            warmup=2 if timed else 1,
+            threads=args.threads,
+            calibration_texts=calibration_sample(dm.texts("train"), args.calibration_texts),
+        )
 
 
 def write(args: argparse.Namespace, rows: dict, start: float, load_before: tuple, **extra) -> int:

@@ -4,7 +4,9 @@
 
 Random-headed models (scripts/serving_cpu.py) have near-zero logits, so their agreement says little;
 a trained model's does. For each variant (dynamic int8 per-channel = the deploy default, per-tensor,
-7-bit weights, the FFN output projections left in float32, static QDQ, graph fusion + dynamic) it
+7-bit weights, the FFN output projections left in float32, static QDQ, graph fusion + dynamic; and,
+when ``openvino`` is installed, OpenVINO in its plugin's default precision and, with ``nncf``, OpenVINO
+int8 by NNCF post-training quantisation, calibrated on the same 256 headlines as static QDQ) it
 counts the texts whose predicted label differs from PyTorch float32 on all MahaNews SHC headlines
 (a label-free fidelity check, so training texts count too) and times every variant and the float32
 model round-robin in one process (medians) at batch 32 and batch 1.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import math
 import sys
 import tempfile
@@ -40,10 +43,26 @@ from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
 from blockprune.deploy.onnx_export import export_onnx  # noqa: E402
 from blockprune.deploy.quantize import DEFAULT_KEEP_FP32, kept_fp32_nodes, quantize_int8  # noqa: E402
-from blockprune.deploy.runtimes import OnnxRuntime, TorchRuntime  # noqa: E402
+from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noqa: E402
 from blockprune.encoder import find_encoder_layers  # noqa: E402
 from blockprune.models import load_model, load_tokenizer  # noqa: E402
 from helpers.paths import SHC_CSV  # noqa: E402
+
+
+def openvino_variants(fp32: Path, tok, calibration_texts, threads: int) -> dict[str, Runtime]:
+    """OpenVINO in the CPU plugin's default precision (bf16 where the CPU has it) and, when ``nncf`` is
+    installed, OpenVINO int8 by NNCF; none when ``openvino`` is not installed."""
+    if importlib.util.find_spec("openvino") is None:
+        return {}
+    from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino, quantize_openvino
+
+    out = {
+        "openvino, plugin default precision": OpenVinoRuntime(export_openvino(fp32, fp32.with_suffix(".xml")), threads)
+    }
+    if importlib.util.find_spec("nncf") is not None:
+        xml = quantize_openvino(fp32, fp32.with_name("openvino_int8.xml"), tok, calibration_texts)
+        out["openvino int8 (NNCF, 256 calibration headlines)"] = OpenVinoRuntime(xml, threads)
+    return out
 
 
 def main() -> int:
@@ -79,6 +98,7 @@ def main() -> int:
     runtimes = {"torch fp32": TorchRuntime(model), "onnx fp32": OnnxRuntime(fp32, "onnx", args.threads)}
     for i, (name, make) in enumerate(variants.items()):
         runtimes[name] = OnnxRuntime(make(tmp / f"variant_{i}.onnx"), name, args.threads)
+    runtimes.update(openvino_variants(fp32, tok, texts[-256:], args.threads))
 
     ref = predict_logits(runtimes["torch fp32"], tok, texts, max_length=128)
     rows = {}
@@ -86,6 +106,7 @@ def main() -> int:
         got = ref if name == "torch fp32" else predict_logits(runtime, tok, texts, max_length=128)
         flipped = int((got.argmax(-1) != ref.argmax(-1)).sum())
         rows[name] = {
+            **({"precision": runtime.precision} if hasattr(runtime, "precision") else {}),
             "flipped": flipped,
             "agreement": 1 - flipped / len(texts),
             "max_abs_logit_diff": float(np.abs(got - ref).max()),

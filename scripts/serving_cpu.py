@@ -38,7 +38,7 @@ from blockprune.data.reading import read_records  # noqa: E402
 from blockprune.deploy.inference import predict_logits  # noqa: E402
 from blockprune.deploy.manifest import cpu_info  # noqa: E402
 from blockprune.deploy.onnx_export import export_onnx  # noqa: E402
-from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino, openvino_module  # noqa: E402
+from blockprune.deploy.openvino_runtime import OpenVinoRuntime, export_openvino, quantize_openvino  # noqa: E402
 from blockprune.deploy.quantize import DEFAULT_KEEP_FP32, kept_fp32_nodes, quantize_int8  # noqa: E402
 from blockprune.deploy.runtimes import OnnxRuntime, Runtime, TorchRuntime  # noqa: E402
 from blockprune.flops import encoder_layout  # noqa: E402
@@ -109,19 +109,6 @@ def fused_int8(src: Path, dst: Path) -> Path:
     fused = dst.with_name(dst.stem + "_fp32.onnx")
     optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0).save_model_to_file(str(fused))
     return quantize_int8(fused, dst)
-
-
-def openvino_int8(src: Path, dst: Path, batches) -> Path:
-    """OpenVINO int8 by NNCF post-training quantisation (transformer preset) of the float32 graph."""
-    import nncf
-
-    ov = openvino_module()
-    model = ov.Core().read_model(str(src))
-    names = [i.get_any_name() for i in model.inputs]
-    data = nncf.Dataset([{k: b[k] for k in names} for b in batches])
-    quantized = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER, subset_size=10_000)
-    ov.save_model(quantized, str(dst))
-    return dst
 
 
 def time_round_robin(runtimes: dict[str, Runtime], feed, repeats: int) -> dict[str, list[float]]:
@@ -210,7 +197,7 @@ def main() -> int:
             rts["openvino"] = OpenVinoRuntime(xml, args.threads)
             if not args.no_int8_variants and importlib.util.find_spec("nncf") is not None:
                 t = time.time()
-                q = openvino_int8(fp32, folder / "openvino_int8.xml", calibration)
+                q = quantize_openvino(fp32, folder / "openvino_int8.xml", tok, texts[-args.calibration_texts :])
                 export_s[f"{label} openvino-int8 (NNCF)"] = time.time() - t
                 rts["openvino-int8 (NNCF)"] = OpenVinoRuntime(q, args.threads)
         runtimes[label] = rts

@@ -58,7 +58,12 @@ def test_reduced_precision_agrees_with_float32(folder, texts, name):
 def test_exported_files_have_optimum_names_and_int8_keeps_the_classifier_fp32(folder):
     import onnx
 
-    assert FILES == {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx", "openvino": "openvino_model.xml"}
+    assert FILES == {
+        "onnx": "model.onnx",
+        "onnx-int8": "model_quantized.onnx",
+        "openvino": "openvino_model.xml",
+        "openvino-int8": "openvino_model_int8.xml",
+    }
     assert (folder / "model.onnx").is_file() and (folder / "model_quantized.onnx").is_file()
     graph = onnx.load(str(folder / "model_quantized.onnx")).graph
     ops = {n.op_type for n in graph.node}
@@ -300,6 +305,8 @@ def test_deploy_config_is_checked(tmp_path):
         check_deploy_config(make_cfg(tmp_path, ["deploy.runtimes=[onnx,tflite]"]).deploy)
     with pytest.raises(ConfigError, match="deploy.repeats"):
         check_deploy_config(make_cfg(tmp_path, ["deploy=cpu", "deploy.repeats=0"]).deploy)
+    with pytest.raises(ConfigError, match="deploy.calibration_texts=-1"):
+        check_deploy_config(make_cfg(tmp_path, ["deploy=cpu", "deploy.calibration_texts=-1"]).deploy)
 
 
 def test_cross_validation_folds_pool_into_one_deploy_section():
@@ -404,6 +411,14 @@ def test_deployed_accuracy_pairs_the_stored_deploy_predictions_with_the_dense_fp
     (pruned / "results.json").write_text(json.dumps(results))
     with pytest.raises(SystemExit, match="no deploy section"):
         module.stored_rows([base, pruned])
+
+    # re-exporting (no --stored) takes a cross-validated job's folds in fold order, each with its own model
+    for k in (10, 2, 0, 1):
+        (pruned / f"fold_{k}").mkdir()
+        (pruned / f"fold_{k}" / "results.json").write_text("{}")
+    (pruned / "fold_3").mkdir()  # no results.json: not a finished fold
+    assert [p.name for p in module.model_units(pruned)] == ["fold_0", "fold_1", "fold_2", "fold_10"]
+    assert module.model_units(base) == [base]
 
 
 @pytest.mark.slow  # two inductor compiles on CPU (about a minute on 2 cores)

@@ -4,6 +4,7 @@ own IR never replaced, the deploy section, and the error that names the extra wh
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ pytest.importorskip("openvino")
 import openvino as ov
 
 from blockprune.atomic import OutputExistsError
-from blockprune.deploy import deploy_job, export_runtime, open_runtime
+from blockprune.deploy import deploy_job, export_runtime, open_runtime, read_manifest
 from blockprune.deploy.inference import predict_logits
 from blockprune.deploy.runtimes import check_runtimes
 from blockprune.errors import ConfigError
@@ -119,3 +120,107 @@ def test_bench_cell_for_openvino():
                 assert res[name]["median_ms"] > 0
     info = result["models"]["50% (openvino)"]
     assert info["backend"] == "openvino" and info["parameters"] == result["models"]["50%"]["parameters"]
+
+
+needs_nncf = pytest.mark.skipif(importlib.util.find_spec("nncf") is None, reason="nncf (the openvino extra) is missing")
+
+
+@needs_nncf
+def test_openvino_int8_is_quantised_calibrated_and_served_under_its_own_name(tmp_path, texts):
+    path = save(compacted(tiny_classifier()), tmp_path / "model")
+    tokenizer = load_tokenizer(str(path))
+    model = compacted(tiny_classifier())
+    xml = export_runtime(model, tokenizer, path, "openvino-int8", calibration_texts=texts[20:])
+    assert xml == path / "openvino_model_int8.xml" and xml.with_suffix(".bin").is_file()
+    ir = ov.Core().read_model(str(xml))
+    assert ir.get_rt_info("producer").astype(str) == "blockprune"
+    assert "FakeQuantize" in {op.get_type_name() for op in ir.get_ordered_ops()}  # really quantised
+    runtime = open_runtime("openvino-int8", path)
+    assert runtime.name == "openvino-int8"
+    got = predict_logits(runtime, tokenizer, texts[:20], max_length=128, batch_size=8)
+    ref = predict_logits(open_runtime("torch", path), tokenizer, texts[:20], max_length=128, batch_size=8)
+    agreement, diff = reduced_precision_agreement(got, ref)
+    print(f"openvino-int8: agreement {agreement:.3f}, max |logit diff| {diff:.2e}")
+
+
+@needs_nncf
+def test_openvino_int8_without_calibration_texts_names_the_fix_and_writes_nothing(tmp_path):
+    path = save(compacted(tiny_classifier()), tmp_path / "model")
+    with pytest.raises(ConfigError, match="--calibration FILE"):
+        export_runtime(compacted(tiny_classifier()), load_tokenizer(str(path)), path, "openvino-int8")
+    assert not list(path.glob("openvino_model_int8*")) and not list(path.glob(".openvino*"))
+
+
+@needs_nncf
+def test_deploy_job_re_tests_openvino_int8_calibrated_on_other_texts(tmp_path, texts):
+    dense = tiny_classifier()
+    model = compacted(dense)
+    path = save(model, tmp_path / "model")
+    labels = [i % len(LABELS) for i in range(20)]
+    record = deploy_job(
+        model,
+        load_tokenizer(str(path)),
+        path,
+        dense,
+        texts[:20],
+        labels,
+        ["openvino-int8"],
+        seq_len=24,
+        repeats=2,
+        warmup=1,
+        calibration_texts=texts[20:],
+    )
+    row = record["runtimes"]["openvino-int8"]
+    assert row["file"] == "openvino_model_int8.xml" and row["n_texts"] == 20
+    assert row["accuracy_drop_points"] == pytest.approx(
+        (record["runtimes"]["torch"]["accuracy"] - row["accuracy"]) * 100
+    )
+    assert row["verified"] == (row["accuracy_drop_points"] <= 0.5)
+    assert row["speedup_vs_dense_torch"]["batch_32"] > 0 and row["speedup_vs_dense_same_runtime"]["batch_1"] > 0
+
+
+def test_a_job_calibrates_on_its_training_split_never_its_test_split(monkeypatch):
+    from blockprune.deploy import measure
+
+    class Data:
+        max_length = 64
+
+        def texts(self, split):
+            return [f"{split} {i}" for i in range(1000 if split == "train" else 50)]
+
+        def labels(self, split):
+            return [0] * 50
+
+    seen = {}
+    monkeypatch.setattr(measure, "deploy_job", lambda *a, **kw: seen.update(kw) or {})
+    deploy = {"runtimes": ["openvino-int8"], "calibration_texts": 256, "int8": {}}
+    measure.deploy_after_job(None, None, "m", None, Data(), deploy, seq_len=16)
+    calibration = seen["calibration_texts"]
+    assert len(calibration) == 256 and all(t.startswith("train ") for t in calibration)
+    assert calibration[-1] == "train 765"  # spread over the split, not its first 256 rows
+    assert measure.calibration_sample(["a", "b"], 256) == ["a", "b"] and measure.calibration_sample(["a"], 0) == []
+
+
+def test_missing_nncf_is_a_config_error_naming_it_and_the_extra(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    with pytest.raises(ConfigError, match=r'needs the nncf package\. Fix: pip install "blockprune\[openvino\]"'):
+        check_runtimes(["openvino-int8"])
+    assert check_runtimes(["openvino"]) == ["openvino"]
+
+
+@needs_nncf
+def test_export_command_calibrates_openvino_int8_on_the_calibration_file(tmp_path, texts, capsys):
+    from blockprune.cli import main as cli
+
+    path = save(compacted(tiny_classifier()), tmp_path / "model")
+    calibration = tmp_path / "train.txt"
+    calibration.write_text("\n".join(texts[20:]) + "\n", encoding="utf-8")
+    args = ["export", str(path), "--runtime", "openvino-int8", "--calibration", str(calibration), "--repeats", "1"]
+    assert cli(args) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["fastest"] in ("torch", "openvino-int8")  # stdout: the JSON alone
+    assert read_manifest(path)["runtimes"]["openvino-int8"]["file"] == "openvino_model_int8.xml"
+    assert (path / "openvino_model_int8.xml").is_file()
+    assert cli(["predict", str(path), str(calibration), "--runtime", "openvino-int8", "--no-progress"]) == 0
+    served = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(served) == len(texts) - 20 and {r["label"] for r in served} <= set(LABELS)

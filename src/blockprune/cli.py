@@ -199,7 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["onnx", "onnx-int8"],
         help="onnx (model.onnx), onnx-int8 (model_quantized.onnx), openvino (openvino_model.xml, optional extra), "
-        "torch-bf16, torch-int8",
+        "openvino-int8 (openvino_model_int8.xml, needs --calibration), torch-bf16, torch-int8",
+    )
+    p.add_argument(
+        "--calibration",
+        help="openvino-int8: CSV/TSV/JSONL (or .txt) of training texts that calibrate int8 (not the --texts)",
     )
     p.add_argument(
         "--texts", help="CSV/TSV/JSONL (or .txt) texts to re-test on (default: random inputs, agreement only)"

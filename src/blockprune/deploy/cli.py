@@ -64,6 +64,7 @@ def export_folder(model: Any, tokenizer: Any, model_dir: Path, args: argparse.Na
         threads=args.threads,
         max_accuracy_drop=args.max_accuracy_drop,
         int8={"per_channel": not args.per_tensor},
+        calibration_texts=read_texts(args.calibration, args.text_column)[0] if args.calibration else (),
         overwrite=args.overwrite,
     )
 

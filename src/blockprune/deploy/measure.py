@@ -78,11 +78,14 @@ def _open_all(
     names: list[str],
     int8: Mapping | None,
     threads: int | None,
+    calibration_texts: Sequence[str] = (),
     overwrite: bool = False,
 ):
     out = {}
     for name in names:
-        export_runtime(model, tokenizer, folder, name, int8=int8, overwrite=overwrite)
+        export_runtime(
+            model, tokenizer, folder, name, int8=int8, calibration_texts=calibration_texts, overwrite=overwrite
+        )
         out[name] = open_runtime(name, folder, model=model, threads=threads)
     return out
 
@@ -105,11 +108,13 @@ def deploy_job(
     max_accuracy_drop: float = 0.5,
     min_agreement: float = 0.99,
     int8: Mapping[str, Any] | None = None,
+    calibration_texts: Sequence[str] = (),
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Export ``model`` (saved in ``model_dir``) to ``runtimes``, re-test and time each; write deploy.json.
 
     ``overwrite`` replaces ONNX files in ``model_dir`` that blockprune did not write (else refused).
+    ``calibration_texts`` (training texts, never the test ones) calibrate ``openvino-int8``.
 
     ``texts`` / ``labels`` are the job's test split (labels as class ids; None: agreement only).
     ``dense_reference`` is the dense model the job started from (None: ``model`` is the dense one).
@@ -127,7 +132,7 @@ def deploy_job(
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        final = _open_all(model, tokenizer, folder, names, int8, threads, overwrite)
+        final = _open_all(model, tokenizer, folder, names, int8, threads, calibration_texts, overwrite)
         per_runtime: dict[str, dict[str, Any]] = {n: {"file": FILES.get(n)} for n in names}
         for name, runtime in final.items():
             if getattr(runtime, "precision", None):  # what a plugin chose for this CPU (OpenVINO: bf16 or f32)
@@ -139,7 +144,7 @@ def deploy_job(
             dense = None
             if dense_reference is not None:
                 ref = copy.deepcopy(dense_reference).float().cpu().eval()
-                dense = _open_all(ref, tokenizer, Path(tmp), names, int8, threads)
+                dense = _open_all(ref, tokenizer, Path(tmp), names, int8, threads, calibration_texts)
             vocab = int(model.get_input_embeddings().num_embeddings)
             timing = _time(final, dense, tokenizer, texts, batch_sizes, seq_len, vocab, warmup, repeats)
         largest = f"batch_{max(batch_sizes)}"
@@ -264,6 +269,7 @@ def deploy_after_job(
     settings = {k: (list(v) if k in ("runtimes", "batch_sizes") else v) for k, v in dict(deploy).items()}
     settings["int8"] = dict(settings.get("int8") or {})
     settings["int8"]["keep_fp32"] = list(settings["int8"].get("keep_fp32") or [])
+    settings["calibration_texts"] = calibration_sample(datamodule.texts("train"), settings.get("calibration_texts"))
     return deploy_job(
         model,
         tokenizer,
@@ -275,6 +281,14 @@ def deploy_after_job(
         max_length=int(datamodule.max_length),
         **settings,
     )
+
+
+def calibration_sample(texts: Sequence[str], size: int | None) -> list[str]:
+    """``size`` training texts spread evenly over the split (all when fewer) to calibrate int8 activations."""
+    if not size:
+        return []
+    step = max(1, len(texts) // int(size))
+    return list(texts[::step][: int(size)])
 
 
 def pool_deploy(sections: Sequence[dict[str, Any]]) -> dict[str, Any]:

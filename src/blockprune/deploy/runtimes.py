@@ -8,6 +8,8 @@
 ``onnx-int8``  onnxruntime dynamic int8 on ``model_quantized.onnx`` in the model folder
 ``openvino``   OpenVINO CPU plugin on ``openvino_model.xml`` (converted from ``model.onnx``; runs in
                the plugin's default precision: bfloat16 on AMX / AVX512-BF16 CPUs; optional extra)
+``openvino-    OpenVINO on ``openvino_model_int8.xml``: int8 by NNCF, activations calibrated on texts
+int8``         of the training split (needs them: ``calibration_texts``; optional extra)
 =============  ===========================================================================
 
 The ONNX file names are the ones Optimum's ``ORTModelForSequenceClassification`` loads
@@ -35,11 +37,19 @@ from torch import nn
 from blockprune.atomic import OutputExistsError, check_output
 from blockprune.errors import BlockpruneError, ConfigError
 
-RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino")
+RUNTIMES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8")
 #: The file each exported runtime reads from (and ``export_runtime`` writes into) the model folder.
-FILES = {"onnx": "model.onnx", "onnx-int8": "model_quantized.onnx", "openvino": "openvino_model.xml"}
-#: Runtimes that need an optional package: the package, and the extra that installs it.
-OPTIONAL = {"openvino": ("openvino", "blockprune[openvino]")}
+FILES = {
+    "onnx": "model.onnx",
+    "onnx-int8": "model_quantized.onnx",
+    "openvino": "openvino_model.xml",
+    "openvino-int8": "openvino_model_int8.xml",
+}
+#: Runtimes that need optional packages: the packages, and the extra that installs them.
+OPTIONAL = {
+    "openvino": (("openvino",), "blockprune[openvino]"),
+    "openvino-int8": (("openvino", "nncf"), "blockprune[openvino]"),
+}
 #: Runtimes whose logits must equal PyTorch float32's (max abs difference <= 1e-4).
 EXACT = ("torch", "onnx")
 
@@ -50,9 +60,12 @@ def check_runtimes(names: Sequence[str]) -> list[str]:
     if unknown:
         raise ConfigError(f"unknown runtime(s) {unknown}; choose from {list(RUNTIMES)} (deploy.runtimes / --runtime).")
     for name in names:
-        if name in OPTIONAL and importlib.util.find_spec(OPTIONAL[name][0]) is None:
-            package, extra = OPTIONAL[name]
-            raise ConfigError(f'runtime "{name}" needs the {package} package. Fix: pip install "{extra}".')
+        packages, extra = OPTIONAL.get(name, ((), ""))
+        missing = [p for p in packages if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ConfigError(
+                f'runtime "{name}" needs the {" and ".join(missing)} package. Fix: pip install "{extra}".'
+            )
     return list(dict.fromkeys(names))
 
 
@@ -133,12 +146,14 @@ def export_runtime(
     name: str,
     *,
     int8: Mapping[str, Any] | None = None,
+    calibration_texts: Sequence[str] = (),
     overwrite: bool = False,
 ) -> Path | None:
     """Write what runtime ``name`` needs into ``model_dir``; return the file (None: nothing to write).
 
     ``onnx-int8`` quantises and ``openvino`` converts ``model.onnx`` (exported first when missing,
-    or older than the weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`.
+    or older than the weights); ``int8`` passes options to :func:`blockprune.deploy.quantize.quantize_int8`;
+    ``openvino-int8`` quantises the ONNX graph with NNCF, calibrated on ``calibration_texts``.
     An exported file already in the folder that blockprune did not write is replaced only with ``overwrite``.
     """
     check_runtimes([name])
@@ -160,6 +175,10 @@ def export_runtime(
         from blockprune.deploy.openvino_runtime import export_openvino
 
         return export_openvino(fp32, folder / FILES[name], overwrite)
+    if name == "openvino-int8":
+        from blockprune.deploy.openvino_runtime import quantize_openvino
+
+        return quantize_openvino(fp32, folder / FILES[name], tokenizer, calibration_texts, overwrite=overwrite)
     check_own_onnx(folder / FILES[name], overwrite)
     return quantize_int8(fp32, folder / FILES[name], **dict(int8 or {}))
 
@@ -194,10 +213,10 @@ def open_runtime(
     if name in FILES:
         if model_dir is None:
             raise BlockpruneError(f"runtime '{name}' reads {FILES[name]} from a model folder; none was given.")
-        if name == "openvino":
+        if name.startswith("openvino"):
             from blockprune.deploy.openvino_runtime import OpenVinoRuntime
 
-            return OpenVinoRuntime(Path(model_dir) / FILES[name], threads)
+            return OpenVinoRuntime(Path(model_dir) / FILES[name], threads, name)
         return OnnxRuntime(Path(model_dir) / FILES[name], name, threads)
     if model is None:
         if model_dir is None:
@@ -221,6 +240,8 @@ def check_deploy_config(deploy: Mapping[str, Any] | None) -> None:
     for key in ("warmup", "repeats"):
         if int(deploy.get(key, 1)) < 1:
             raise ConfigError(f"deploy.{key}={deploy.get(key)} must be >= 1.")
+    if int(deploy.get("calibration_texts", 0)) < 0:
+        raise ConfigError(f"deploy.calibration_texts={deploy.get('calibration_texts')} must be >= 0.")
     if float(deploy.get("max_accuracy_drop", 0.0)) < 0:
         raise ConfigError(f"deploy.max_accuracy_drop={deploy.get('max_accuracy_drop')} must be >= 0 (points).")
     unknown = set(deploy.get("int8") or {}) - {"per_channel", "keep_fp32", "quantize_embeddings", "reduce_range"}
