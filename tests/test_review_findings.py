@@ -14,42 +14,38 @@ def _files_holding(folder, secret: str) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-def test_the_study_report_wandb_run_does_not_record_a_secret_of_the_command_line(tmp_path, monkeypatch):
-    """``blockprune table1 ... model.token=...``: W&B stores sys.argv in the report run's metadata."""
+@pytest.fixture
+def report_folder(tmp_path, monkeypatch):
+    """A study folder holding the plot ``log_to_wandb`` uploads beside the table; W&B kept quiet."""
     pytest.importorskip("wandb")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from blockprune.report import log_to_wandb
-
     monkeypatch.setenv("WANDB_SILENT", "true")
     plt.figure()
     plt.savefig(tmp_path / "accuracy_vs_speedup.png")
     plt.close("all")
+    return tmp_path
+
+
+def test_the_study_report_wandb_run_does_not_record_a_secret_of_the_command_line(report_folder, monkeypatch):
+    """``blockprune table1 ... model.token=...``: W&B stores sys.argv in the report run's metadata."""
+    from blockprune.report import log_to_wandb
+
     monkeypatch.setattr(sys, "argv", ["blockprune", "table1", f"model.token={SECRET}"])
-    run_dir = log_to_wandb(pd.DataFrame({"row": ["a"], "accuracy": [0.5]}), tmp_path, group="g")
-    assert run_dir is not None and list((tmp_path / "wandb").glob("offline-run-*"))
-    assert _files_holding(tmp_path, SECRET) == []
+    run_dir = log_to_wandb(pd.DataFrame({"row": ["a"], "accuracy": [0.5]}), report_folder, group="g")
+    assert run_dir is not None and list((report_folder / "wandb").glob("offline-run-*"))
+    assert _files_holding(report_folder, SECRET) == []
     assert sys.argv[-1] == f"model.token={SECRET}"  # the caller's argv is restored
 
 
-def test_the_study_report_logs_to_wandb_a_table_whose_rows_were_deployed(tmp_path, monkeypatch):
+def test_the_study_report_logs_to_wandb_a_table_whose_rows_were_deployed(report_folder):
     """A study with ``deploy.runtimes`` crashed at its last step: W&B could not type the private
     ``_deployed_points`` lists (found by the SHC 5-fold study on the AVX-512 VNNI CPU)."""
-    pytest.importorskip("wandb")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from blockprune.report import log_to_wandb
 
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    plt.figure()
-    plt.savefig(tmp_path / "accuracy_vs_speedup.png")
-    plt.close("all")
     table = pd.DataFrame(
         {
             "row": ["baseline", "50% + KD"],
@@ -58,7 +54,7 @@ def test_the_study_report_logs_to_wandb_a_table_whose_rows_were_deployed(tmp_pat
             "_predictions": [[1, 2, 3], [1, 2, 2]],
         }
     )
-    assert log_to_wandb(table, tmp_path, group="g") is not None
+    assert log_to_wandb(table, report_folder, group="g") is not None
 
 
 @pytest.mark.parametrize(
