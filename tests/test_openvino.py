@@ -224,3 +224,17 @@ def test_export_command_calibrates_openvino_int8_on_the_calibration_file(tmp_pat
     assert cli(["predict", str(path), str(calibration), "--runtime", "openvino-int8", "--no-progress"]) == 0
     served = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(served) == len(texts) - 20 and {r["label"] for r in served} <= set(LABELS)
+
+
+@needs_nncf
+def test_a_tiny_job_deploys_openvino_int8_calibrated_on_its_training_split(tmp_path):
+    from blockprune.main import train
+    from helpers.jobs import make_cfg
+
+    overrides = ["deploy=cpu", "deploy.runtimes=[openvino-int8]", "deploy.calibration_texts=24", "deploy.repeats=2"]
+    overrides += ["deploy.warmup=1", "bench.repeats=2", "bench.warmup=1", "callbacks=no_carbon", "trainer.max_epochs=1"]
+    results = train(make_cfg(tmp_path, overrides))
+    row = results["deploy"]["runtimes"]["openvino-int8"]
+    assert row["file"] == "openvino_model_int8.xml" and row["n_texts"] > 0 and 0 <= row["accuracy"] <= 1
+    ir = ov.Core().read_model(str(tmp_path / "model" / "openvino_model_int8.xml"))
+    assert int(ir.get_rt_info("blockprune_calibration_texts").astype(str)) == 24
