@@ -3,8 +3,9 @@
     .venv/bin/python scripts/deployed_accuracy.py outputs/table1/<study> --runtimes onnx-int8 openvino \
         --out docs/results/<study>/deployed.json
 
-For the baseline and every pruned job of the study (``<study>/baseline``, ``<study>/pruned/*``; for a
-cross-validated job, each fold's model on its own test fold, pooled as the job pools them) it
+For the baseline (``<study>/baseline``, or the ``--baseline`` its study.json names) and every pruned
+job of the study (``<study>/pruned/*``; for a cross-validated job, each fold's model on its own test
+fold, pooled as the job pools them) it
 rebuilds the data module from the job's own config (same cleaning, same test split), copies
 the saved model to a temporary folder, exports it to each runtime (``blockprune.deploy``; int8
 activations calibrated on the same job's training split), and
@@ -40,6 +41,7 @@ from blockprune.deploy import FILES, deploy_job, pool_deploy
 from blockprune.deploy.measure import calibration_sample
 from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval, record_metrics
 from blockprune.models import load_model, load_tokenizer
+from blockprune.report import with_study_baselines
 
 
 def job_data(job: Path):
@@ -118,8 +120,8 @@ def main() -> int:
     args = parser.parse_args()
     start, load_before = time.time(), os.getloadavg()
 
-    base_job = args.study / "baseline"
-    jobs = [base_job, *sorted(p.parent for p in (args.study / "pruned").glob("*/results.json"))]
+    jobs = study_jobs(args.study)
+    base_job = jobs[0]
     if args.stored:
         return write(args, stored_rows(jobs), start, load_before)
     base_units = model_units(base_job)
@@ -157,6 +159,19 @@ def main() -> int:
             "environment": record["environment"],
         }
     return write(args, rows, start, load_before, baseline_test_examples=len(base_record["id"]))
+
+
+def study_jobs(study: Path) -> list[Path]:
+    """The baseline job first (``<study>/baseline``, or the ``--baseline`` its study.json names), then
+    the pruned jobs that finished."""
+    named = with_study_baselines([study])[1:]  # only baselines outside the study folder
+    if (study / "baseline").is_dir():
+        base = study / "baseline"
+    elif len(named) == 1:
+        base = named[0]
+    else:
+        raise SystemExit(f"{study}: no baseline/ folder and study.json names {len(named)} outside it; need one")
+    return [base, *sorted(p.parent for p in (study / "pruned").glob("*/results.json"))]
 
 
 def model_units(job: Path) -> list[Path]:

@@ -418,6 +418,15 @@ def test_deployed_accuracy_pairs_the_stored_deploy_predictions_with_the_dense_fp
         (pruned / f"fold_{k}" / "results.json").write_text("{}")
     (pruned / "fold_3").mkdir()  # no results.json: not a finished fold
     assert [p.name for p in module.model_units(pruned)] == ["fold_0", "fold_1", "fold_2", "fold_10"]
+
+    # a study run with --baseline keeps its baseline outside: study.json names it
+    study = tmp_path / "study"
+    (study / "pruned").mkdir(parents=True)
+    pruned.rename(study / "pruned" / "0")
+    with pytest.raises(SystemExit, match="no baseline/ folder"):
+        module.study_jobs(study)
+    (study / "study.json").write_text(json.dumps({"baselines": [str(base)], "baseline_given": True}))
+    assert module.study_jobs(study) == [base.resolve(), study / "pruned" / "0"]
     assert module.model_units(base) == [base]
 
 
