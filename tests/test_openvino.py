@@ -227,6 +227,30 @@ def test_export_command_calibrates_openvino_int8_on_the_calibration_file(tmp_pat
 
 
 @needs_nncf
+def test_bench_times_openvino_int8_calibrated_on_the_calibration_file(tmp_path, texts, capsys):
+    """`blockprune bench --runtimes openvino-int8 --calibration FILE`: an int8 entry per model, timed in
+    the float32 cells beside the PyTorch ones; without the file the error names the flag."""
+    from blockprune.cli import main as cli
+
+    dense = tiny_classifier()
+    base, pruned = save(dense, tmp_path / "dense"), save(compacted(dense), tmp_path / "p50")
+    calibration = tmp_path / "train.txt"
+    calibration.write_text("\n".join(texts[20:]) + "\n", encoding="utf-8")
+    args = ["bench", str(base), str(pruned), "--batch-sizes", "1", "8", "--seq-lens", "12", "--repeats", "2"]
+    args += ["--warmup", "1", "--runtimes", "openvino-int8", "--out", str(tmp_path / "bench")]
+    assert cli([*args, "--calibration", str(calibration)]) == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert list(result["models"]) == ["dense", "dense (openvino-int8)", "p50", "p50 (openvino-int8)"]
+    assert result["models"]["p50 (openvino-int8)"]["backend"] == "openvino"
+    assert result["settings"]["calibration_texts"] == len(texts) - 20
+    for cell in result["cells"]:
+        assert cell["results"]["p50 (openvino-int8)"]["median_ms"] > 0
+    capsys.readouterr()
+    assert cli(args) == 2
+    assert "--calibration FILE" in capsys.readouterr().err
+
+
+@needs_nncf
 def test_a_tiny_job_deploys_openvino_int8_calibrated_on_its_training_split(tmp_path):
     from blockprune.main import train
     from helpers.jobs import make_cfg

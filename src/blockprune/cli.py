@@ -35,7 +35,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from blockprune import load_model
     from blockprune.bench import benchmark_models, save, to_markdown
 
-    models = {name: load_model(path) for name, path in _model_dirs([args.baseline, *args.models]).items()}
+    dirs = _model_dirs([args.baseline, *args.models])
+    models = {name: load_model(path) for name, path in dirs.items()}
+    tokenizer, calibration = None, []
+    if args.calibration:  # openvino-int8's training texts, tokenised as the baseline tokenises them
+        from blockprune.deploy.predict import read_texts
+        from blockprune.models import load_tokenizer
+
+        tokenizer, calibration = load_tokenizer(str(next(iter(dirs.values())))), read_texts(args.calibration)[0]
     result = benchmark_models(
         models,
         batch_sizes=args.batch_sizes,
@@ -48,6 +55,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         onnxruntime=args.onnx,
         runtimes=args.runtimes,
+        tokenizer=tokenizer,
+        calibration_texts=calibration,
     )
     markdown = to_markdown(result)
     print(markdown)
@@ -173,7 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtimes",
         nargs="+",
         default=[],
-        help="also time the serving runtimes onnx, onnx-int8, openvino (CPU) and torch-compile (CUDA graphs on a GPU)",
+        help="also time the serving runtimes onnx, onnx-int8, openvino, openvino-int8 (CPU) and torch-compile "
+        "(CUDA graphs on a GPU)",
+    )
+    p.add_argument(
+        "--calibration",
+        help="openvino-int8: CSV/TSV/JSONL (Text column) or .txt of training texts that calibrate int8",
     )
     p.add_argument("--out", help="folder for bench.json and bench.md")
     p.set_defaults(func=cmd_bench)

@@ -64,6 +64,8 @@ def benchmark_models(
     min_repeats: int = 3,
     onnxruntime: bool | Sequence[str] = False,
     runtimes: Sequence[str] = (),
+    tokenizer: Any | None = None,
+    calibration_texts: Sequence[str] = (),
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time ``models`` (the first is the baseline) over a grid of (dtype, batch, seq_len) cells.
@@ -76,9 +78,10 @@ def benchmark_models(
     CPU, float16 skipped on CPU with a note). ``threads`` sets ``torch.set_num_threads`` for
     the run (restored afterwards). ``onnxruntime=True`` (or a list of model names) also exports
     those models to ONNX and times them with onnxruntime (CPU, float32 only) as
-    ``"<name> (onnxruntime)"``. ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``: CPU;
-    ``torch-compile``: any device, CUDA graphs on a GPU) adds each PyTorch model as served,
-    ``"<name> (onnx-int8)"`` (:mod:`~blockprune.bench.runtimes`).
+    ``"<name> (onnxruntime)"``. ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``:
+    CPU; ``torch-compile``: any device, CUDA graphs on a GPU) adds each PyTorch model as served,
+    ``"<name> (onnx-int8)"`` (:mod:`~blockprune.bench.runtimes`); ``openvino-int8`` is calibrated on
+    ``calibration_texts`` through ``tokenizer``.
 
     Returns a JSON-ready dict: ``environment``, ``settings``, ``baseline``, ``models`` (params,
     layout, FLOPs/token per seq_len), ``cells`` (per cell: status, note, repeats and per model:
@@ -111,7 +114,9 @@ def benchmark_models(
             models = onnxruntime_entries(models, onnxruntime, dev, stack, notes)
         if runtimes:  # exported graphs on CPU; torch-compile on any device
             wanted = runtimes if dev.type == "cpu" else [r for r in runtimes if r == "torch-compile"]
-            models = runtime_entries(models, wanted, stack)
+            models = runtime_entries(
+                models, wanted, stack, tokenizer=tokenizer, calibration_texts=calibration_texts
+            )
         names = list(models)
         baseline = names[0]
         info = model_info(models, sorted({c["seq_len"] for c in grid}))
@@ -137,6 +142,7 @@ def benchmark_models(
                 "max_tokens": max_tokens,
                 "cell_time_budget_s": budget,
                 "threads": torch.get_num_threads(),
+                "calibration_texts": len(calibration_texts),
                 "seed": seed,
                 "inputs": "random token ids in [1, vocab), attention mask all ones",
                 "timing": "round-robin interleaved runs, torch.inference_mode, median of repeats",

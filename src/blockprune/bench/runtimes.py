@@ -1,5 +1,5 @@
 """Deployment runtimes as benchmark entries: each PyTorch model also in onnxruntime float32 and
-int8, in OpenVINO, and through ``torch.compile``.
+int8, in OpenVINO (its own precision, or NNCF int8), and through ``torch.compile``.
 
 ``torch`` float32 / bfloat16 are the benchmark's own dtypes (``dtypes=["float32", "bfloat16"]``);
 the exported runtimes are written here exactly as ``blockprune export`` writes them
@@ -24,9 +24,9 @@ from blockprune.bench.runners import backend_of
 from blockprune.errors import ConfigError
 
 #: Runtimes that become extra entries (the torch ones are dtypes of the PyTorch entries).
-ENTRY_RUNTIMES = ("onnx", "onnx-int8", "openvino", "torch-compile")
+ENTRY_RUNTIMES = ("onnx", "onnx-int8", "openvino", "openvino-int8", "torch-compile")
 #: Entry runtimes that are exported graphs, run on CPU only.
-EXPORTED_RUNTIMES = ("onnx", "onnx-int8", "openvino")
+EXPORTED_RUNTIMES = ("onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 class RuntimeModule(nn.Module):
@@ -60,10 +60,13 @@ def runtime_entries(
     *,
     tokenizer: Any | None = None,
     int8: Mapping[str, Any] | None = None,
+    calibration_texts: Sequence[str] = (),
 ) -> dict[str, nn.Module]:
     """``models`` with a ``"<name> (<runtime>)"`` entry after each PyTorch one, for every runtime in
-    ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``, ``torch-compile``); exported files go to a
-    temporary folder that ``stack`` removes."""
+    ``runtimes`` (``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``, ``torch-compile``); exported
+    files go to a temporary folder that ``stack`` removes. ``openvino-int8`` calibrates its activations
+    on ``calibration_texts`` tokenised by ``tokenizer`` (training texts: int8 speed does not depend on
+    them much, its accuracy does, and the benchmark feeds random ids)."""
     from blockprune.deploy.runtimes import check_runtimes, export_runtime, open_runtime
 
     wanted = [r for r in runtimes if r not in ("torch", "torch-bf16")]
@@ -75,6 +78,11 @@ def runtime_entries(
         )
     exported = [r for r in wanted if r in EXPORTED_RUNTIMES]
     check_runtimes(exported)  # an optional package that is missing: the error names the extra
+    if "openvino-int8" in exported and (tokenizer is None or not calibration_texts):
+        raise ConfigError(
+            'benchmark runtime "openvino-int8" calibrates int8 on training texts and needs them with the '
+            "models' tokenizer. Fix: blockprune bench BASELINE MODELS --runtimes openvino-int8 --calibration FILE"
+        )
     if not wanted:
         return dict(models)
     if exported:
@@ -88,8 +96,8 @@ def runtime_entries(
             out[f"{name} (torch-compile)"] = RuntimeModule(None, "torch-compile", model)
         for runtime in exported:  # written exactly as `blockprune export` writes them
             folder = tmp / str(i)
-            export_runtime(model, tokenizer, folder, runtime, int8=int8)
-            backend = "openvino" if runtime == "openvino" else "onnxruntime"
+            export_runtime(model, tokenizer, folder, runtime, int8=int8, calibration_texts=calibration_texts)
+            backend = "openvino" if runtime.startswith("openvino") else "onnxruntime"
             entry = RuntimeModule(open_runtime(runtime, folder), backend, model)
             out[f"{name} ({runtime})"] = entry
     return out
