@@ -29,3 +29,22 @@ def test_load_model_errors(tmp_path):
     BertModel(make_tiny(2).config).save_pretrained(tmp_path / "encoder_only")
     with pytest.raises(BlockpruneError, match="without a sequence-classification head.*BertModel"):
         load_model(tmp_path / "encoder_only")
+
+
+def test_a_saved_tokenizer_names_a_class_transformers_4_also_has(tmp_path):
+    """transformers 5 writes "TokenizersBackend", which 4.x (and so Optimum) cannot load; the same
+    tokenizer.json reloads identically under the name both versions have."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from blockprune.models import load_tokenizer, save_tokenizer
+    from helpers.paths import E5_DIR
+
+    tokenizer = load_tokenizer(str(E5_DIR))
+    save_tokenizer(tokenizer, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "tokenizer_config.json").read_text())["tokenizer_class"] == (
+        "PreTrainedTokenizerFast"
+    )
+    texts = ["मराठी बातमी", "शेतकऱ्यांना मदत जाहीर"]
+    assert AutoTokenizer.from_pretrained(tmp_path / "ours")(texts)["input_ids"] == tokenizer(texts)["input_ids"]

@@ -66,6 +66,8 @@ def test_saved_model_loads_with_plain_transformers_and_gives_the_same_logits(den
     model_dir = results["model_dir"]
     plain = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     tok = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer_config = json.loads((Path(model_dir) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"  # transformers 4.x (Optimum) too
     assert plain.config.id2label[0] == sorted(plain.config.label2id)[0]
     batch = tok(_texts(cfg), padding=True, return_tensors="pt")
     ours = load_model(model_dir)

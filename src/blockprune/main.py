@@ -31,7 +31,7 @@ from blockprune.evaluation import record_metrics, test_predictions
 from blockprune.failure import write_failure
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.hub import check_push, publish
-from blockprune.models import load_classifier, model_max_length
+from blockprune.models import load_classifier, model_max_length, save_tokenizer
 from blockprune.module import ClassifierModule
 from blockprune.redact import redacted_argv, redacted_container
 from blockprune.resume import CsvHistory, ResumableTraining, find_checkpoint
@@ -163,7 +163,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
             model_dir = out_dir / "model"
             with atomic_path(model_dir, kind=MODEL_KIND) as tmp:
                 module.model.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
+                save_tokenizer(tokenizer, tmp)
             results["model_dir"] = str(model_dir)
             if cfg.get("deploy") and cfg.deploy.runtimes:  # fast runtimes, re-tested and timed (conf/deploy)
                 results["deploy"] = deploy_after_job(

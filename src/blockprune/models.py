@@ -86,6 +86,19 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         raise _hub_error(name_or_path, err) from err
 
 
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> None:
+    """``tokenizer.save_pretrained(folder)``, loadable by transformers 4.x too (Optimum needs 4.x).
+
+    transformers 5 records its fast tokenizer's class as ``TokenizersBackend``, a name 4.x lacks;
+    ``PreTrainedTokenizerFast`` is the same class in 5.x and loads the same tokenizer.json in 4.x."""
+    tokenizer.save_pretrained(folder)
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def load_classifier(
     name_or_path: str,
     num_labels: int,

@@ -17,6 +17,7 @@ import torch
 from blockprune.atomic import MODEL_KIND, atomic_path, check_output
 from blockprune.data.reading import read_texts
 from blockprune.errors import BlockpruneError, ConfigError
+from blockprune.models import save_tokenizer
 from blockprune.vocab.corpus import changed_tokenization_rate, unk_rate
 from blockprune.vocab.trim import trim_vocabulary
 
@@ -24,13 +25,6 @@ from blockprune.vocab.trim import trim_vocabulary
 def read_text_column(path: str | os.PathLike, text_column: str = "Text") -> list[str]:
     """The non-blank texts of one .csv / .tsv / .jsonl / .txt file (repeated header rows dropped)."""
     return read_texts(path, text_column)
-
-
-def _name_fast_class(path: Path) -> None:
-    """Name the class transformers 4.x and 5.x both load tokenizer.json with, unchanged."""
-    config = json.loads(path.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _load_model(model_dir: str | os.PathLike):
@@ -100,8 +94,7 @@ def trim_vocabulary_folder(
         model = model.to(saved_dtype)  # rows were copied, so this is lossless
     with atomic_path(out_dir, kind=MODEL_KIND, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
-        new_tokenizer.save_pretrained(tmp)
-        _name_fast_class(tmp / "tokenizer_config.json")
+        save_tokenizer(new_tokenizer, tmp)
         check = AutoTokenizer.from_pretrained(tmp)
         sample = texts[:256]
         if check(sample)["input_ids"] != new_tokenizer(sample)["input_ids"]:
