@@ -78,7 +78,9 @@ def main() -> int:
         if not (args.folder / name).is_file():
             print(f"{name}: not exported", file=sys.stderr)
             continue
-        diff = float(np.abs(optimum_logits(args.folder, name, encoded) - plain_logits(args.folder, name, encoded)).max())
+        diff = float(
+            np.abs(optimum_logits(args.folder, name, encoded) - plain_logits(args.folder, name, encoded)).max()
+        )
         failed += diff > 1e-5
         files[name] = {"max_abs_diff_vs_plain_runtime": diff}
         print(f"{name}: Optimum loads it; max |logit difference| vs the plain runtime {diff:.2e}")

@@ -163,12 +163,12 @@ def test_cli_report_and_bench_read_the_study(study, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def study_given_baseline(study, tmp_path_factory) -> Path:
-    """`blockprune table1 --baseline <first study's baseline>`: one pruned job, one that fails (sparsity 1.5)."""
+    """`blockprune table1 --baseline <first study's baseline> seed=7`: one pruned job, one that fails (sparsity 1.5)."""
     out = tmp_path_factory.mktemp("study_given_baseline")
     code = run_study(
         "table1_tiny",
         out,
-        [f"paths.cache_dir={study / 'cache'}", "study.sparsities=[0.5,1.5]", "study.distill=[off]"],
+        [f"paths.cache_dir={study / 'cache'}", "study.sparsities=[0.5,1.5]", "study.distill=[off]", "seed=7"],
         baseline=str(study / "baseline"),
     )
     assert code == 1  # the failed job fails the command, after the report is written
@@ -181,6 +181,15 @@ def test_the_study_folder_records_where_its_baseline_is(study, study_given_basel
     given = json.loads((study_given_baseline / "study.json").read_text())
     assert given["baselines"] == [str((study / "baseline").resolve())] and given["baseline_given"]
     assert not (study_given_baseline / "baseline").exists()
+
+
+def test_a_given_baseline_fixes_the_split_whatever_the_seed(study, study_given_baseline):
+    """seed=7 trains differently, but the pruned job splits the data as the baseline did (data.seed=42),
+    so it is tested on the baseline's test examples, which the baseline never trained on."""
+    base = json.loads((study / "baseline" / "results.json").read_text())
+    pruned = json.loads((study_given_baseline / "pruned" / "0" / "results.json").read_text())
+    assert (pruned["config"]["seed"], pruned["config"]["data"]["seed"]) == (7, base["config"]["data"]["seed"])
+    assert sorted(pruned["predictions"]["id"]) == sorted(base["predictions"]["id"])
 
 
 def test_report_and_plot_of_a_study_with_a_given_baseline_and_a_failed_row(study, study_given_baseline):

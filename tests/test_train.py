@@ -104,3 +104,17 @@ def test_filled_stage_fine_tunes_the_compacted_model(tmp_path):
     model = load_model(results["model_dir"])
     assert model.config.blockprune_layout["intermediate_sizes"] == [128, 128]
     _assert_reproduced(cfg, results, "metrics_compacted")
+
+
+def test_a_job_refuses_a_starting_model_that_trained_on_its_test_examples(dense_run, tmp_path):
+    """Another data.seed deals other test examples, most of which the seed-42 model trained on: refused
+    before training, naming the split to use; the same split trains."""
+    from blockprune.errors import ConfigError
+
+    _, results = dense_run
+    start = [f"init_from={results['model_dir']}", "prune=block", "prune.sparsity=0.5", "trainer.max_epochs=1"]
+    with pytest.raises(ConfigError, match=r"init_from=\S+ was trained on \d+ of this job's 48 test .*data\.seed=42"):
+        train(make_cfg(tmp_path / "seed7", [*start, "seed=7"]))
+    assert not (tmp_path / "seed7" / "results.json").exists()
+    pruned = train(make_cfg(tmp_path / "seed7_same_split", [*start, "seed=7", "data.seed=42"]))
+    assert sorted(pruned["predictions"]["id"]) == sorted(results["predictions"]["id"])

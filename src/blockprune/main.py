@@ -31,6 +31,7 @@ from blockprune.evaluation import record_metrics, test_predictions
 from blockprune.failure import write_failure
 from blockprune.flops import count_parameters, flops_per_token
 from blockprune.hub import check_push, publish
+from blockprune.leakage import check_job_models
 from blockprune.models import load_classifier, model_max_length, save_tokenizer
 from blockprune.module import ClassifierModule
 from blockprune.redact import redacted_argv, redacted_container
@@ -74,6 +75,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     dense_reference = copy.deepcopy(model).eval() if pruning is not None and (cfg.bench.enabled or deployed) else None
     if pruning is not None:
         pruning.patch(model)
+    teacher = distillation.teacher_path if distillation is not None else None
+    check_job_models(datamodule, cfg.get("init_from"), teacher if teacher != cfg.get("init_from") else None)
     if distillation is not None:
         distillation.teacher = distillation.load_teacher(model, datamodule.tokenizer)
 

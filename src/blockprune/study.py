@@ -64,7 +64,8 @@ def run_study(
 ) -> int:
     """Run baseline, pruned sweep and report into ``out_dir``; return non-zero if any job failed.
 
-    ``baseline``: an existing baseline job folder to prune from instead of training one.
+    ``baseline``: an existing baseline job folder to prune from instead of training one; the pruned
+    jobs split the data with its ``data.seed`` whatever ``seed`` is, so they are tested on its test examples.
     ``study.seeds=[...]``: the whole study once per seed (``seed_<s>/``), each row compared with
     its own seed's baseline; the report averages the seeds.
     """
@@ -115,6 +116,9 @@ def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str 
         reason = base.get("error") or f"exit {code}"
         raise BlockpruneError(f"study: the baseline job failed ({reason}); see {base_dir}. Nothing else was run.")
     model_dir = base["model_dir"]
+    # a given baseline fixes the split: its test examples are the only unseen ones (blockprune.leakage)
+    base_seed = ((base.get("config") or {}).get("data") or {}).get("seed")
+    same_split = [f"data.seed={base_seed}"] if baseline and base_seed is not None else []
     sparsities = ",".join(str(s) for s in study["sparsities"])
     distill = ",".join(study["distill"])
     sweep_code = _run(
@@ -127,6 +131,7 @@ def _study_one_seed(preset: str, out: Path, overrides: list[str], baseline: str 
             f"init_from={model_dir}",
             f"hydra.sweep.dir={out / 'pruned'}",
             *study.get("pruned_overrides", []),
+            *same_split,
             *overrides,
         ]
     )

@@ -114,9 +114,7 @@ def benchmark_models(
             models = onnxruntime_entries(models, onnxruntime, dev, stack, notes)
         if runtimes:  # exported graphs on CPU; torch-compile on any device
             wanted = runtimes if dev.type == "cpu" else [r for r in runtimes if r == "torch-compile"]
-            models = runtime_entries(
-                models, wanted, stack, tokenizer=tokenizer, calibration_texts=calibration_texts
-            )
+            models = runtime_entries(models, wanted, stack, tokenizer=tokenizer, calibration_texts=calibration_texts)
         names = list(models)
         baseline = names[0]
         info = model_info(models, sorted({c["seq_len"] for c in grid}))
