@@ -323,3 +323,50 @@ def test_serving_doc_quotes_the_deployed_shc_cross_validation_models(run, cpu, f
             assert cells[6:8] == [f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x"]
             quoted += 1
     assert quoted == 8
+
+
+def test_serving_doc_quotes_the_second_seed_and_both_seeds_together():
+    """docs/serving.md's seed-2 table and its claims: every cell recomputed from the seed-2 job's
+    results.json paired with the committed dense baseline, the per-fold accuracies, the predictions that
+    differ between the seeds, and the two-seed paired difference (as `blockprune report` pools seeds)."""
+    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
+
+    first = RESULTS / "table1_cpu_cv" / "p50_deployed_vnni"
+    folder = RESULTS / "table1_cpu_cv" / "p50_deployed_vnni_seed2"
+    base, seed42 = (json.loads((first / p / "results.json").read_text()) for p in ("baseline", "pruned/0"))
+    seed2 = json.loads((folder / "pruned" / "0" / "results.json").read_text())
+    assert (seed2["config"]["seed"], seed2["config"]["data"]["seed"], seed2["deploy"]["folds"]) == (2, 42, 5)
+    assert seed2["deploy"]["environment"]["flags"] == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
+    assert seed2["deploy"]["best"]["runtime"] == "openvino-int8"
+    doc = (ROOT / "docs" / "serving.md").read_text().split("### A second training seed")[1].split("## Measured on")[0]
+    record = seed2["predictions"]
+    for runtime, x in seed2["deploy"]["runtimes"].items():
+        shown = (
+            "torch fp32" if runtime == "torch" else runtime + (f" ({x['precision']})" if runtime == "openvino" else "")
+        )
+        line = next(ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| 50 % + KD, seed 2 | {shown} |"))
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        served = prediction_record(record["id"], record["target"], x["predictions"])
+        iv, paired = record_interval([served], 12), compare_to_baseline([base["predictions"]], [served], 12)
+        acc = 100 * sum(t == p for t, p in zip(served["target"], served["pred"])) / len(served["pred"])
+        speed = x["speedup_vs_dense_torch"]
+        assert cells[2:] == [
+            {True: "yes", False: "no"}[x["verified"]],
+            f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]",
+            f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]",
+            f"{paired['p_mcnemar']:.2g}",
+            f"{speed['batch_32']:.2f}x",
+            f"{speed['batch_1']:.2f}x",
+        ]
+    for job in (seed2, seed42, base):
+        assert " / ".join(f"{100 * f['metrics']['test/acc']:.2f}" for f in job["folds"]) in doc.replace("\n  ", " ")
+    by_id = dict(zip(seed42["predictions"]["id"], seed42["predictions"]["pred"]))
+    differ = sum(by_id[i] != p for i, p in zip(record["id"], record["pred"]))
+    assert f"{differ} of the 2,386 pooled predictions differ" in doc.replace("\n  ", " ")
+    both = compare_to_baseline([base["predictions"]] * 2, [seed42["predictions"], record], 12)
+    assert f"**{both['diff_acc']:+.2f} [{both['diff_acc_low']:+.2f}, {both['diff_acc_high']:+.2f}]**" in doc
+    assert f"(McNemar p = {both['p_mcnemar']:.2f})" in doc.replace("\n  ", " ")
+    two_seeds = (folder / "two_seeds" / "table1.md").read_text()
+    assert f"{both['diff_acc']:+.2f} [{both['diff_acc_low']:+.2f}, {both['diff_acc_high']:+.2f}]" in two_seeds
+    assert "openvino / openvino-int8 5.85x 81.94, -0.21 [-1.30, +0.86]" in two_seeds
+    assert "-0.21 [-1.30, +0.86] at a mean 5.85x" in doc.replace("\n  ", " ")

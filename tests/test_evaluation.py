@@ -244,3 +244,22 @@ def test_report_pairs_the_deployed_runtimes_predictions_with_the_baselines_fp32_
     (tmp_path / "pruned" / "results.json").write_text(json.dumps(results))
     row = build_table([tmp_path]).set_index("row").loc["50% pruning"]
     assert pd.isna(row["deployed_diff_acc"]) and row["deployed_runtime"] == "onnx-int8"
+
+
+def test_a_row_whose_seeds_served_different_runtimes_names_them_all(tmp_path):
+    """Two seeds of one row, one served in OpenVINO and one in openvino-int8: the row's deployed cell
+    names both (its speed-up is their mean), not only the first seed's runtime."""
+    import json
+
+    from blockprune.report import build_table, to_markdown
+
+    right = np.ones(200, dtype=bool)
+    _job(tmp_path, "base", 1, 0.0, right)
+    for seed, runtime, speedup in ((1, "openvino", 4.0), (2, "openvino-int8", 6.0)):
+        _job(tmp_path, f"pruned_{seed}", seed, 0.5, right)
+        results = json.loads((tmp_path / f"pruned_{seed}" / "results.json").read_text())
+        results["deploy"] = {"best": {"runtime": runtime, "speedup": speedup, "accuracy": 1.0}}
+        (tmp_path / f"pruned_{seed}" / "results.json").write_text(json.dumps(results))
+    row = build_table([tmp_path]).set_index("row").loc["50% pruning"]
+    assert row["seeds"] == 2 and row["deployed_runtime"] == "openvino / openvino-int8"
+    assert "openvino / openvino-int8 5.00x 100.00" in to_markdown(build_table([tmp_path]))

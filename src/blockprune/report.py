@@ -211,6 +211,9 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
             if col not in ("_seed", "_predictions") and pd.api.types.is_numeric_dtype(group[col]) and len(group) > 1:
                 line[col] = group[col].mean()
         line["seeds"] = len(group)
+        served = [r for r in group["deployed_runtime"] if isinstance(r, str)]
+        if served:  # seeds may serve different runtimes; the speed-up and accuracy are their means
+            line["deployed_runtime"] = " / ".join(dict.fromkeys(served))
         line["accuracy"], line["accuracy_std"] = mean_std(group["accuracy"].tolist())
         line["macro_f1"], line["macro_f1_std"] = mean_std(group["macro_f1"].tolist())
         line["job_dir"] = "; ".join(group["job_dir"])
