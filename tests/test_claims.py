@@ -281,6 +281,27 @@ def test_serving_doc_quotes_the_trained_models_on_the_vnni_cpu():
     assert rows == 10
 
 
+def deployed_cells(record: dict, runtime: dict, base_predictions: dict, dense_torch: bool = False) -> list[str]:
+    """A deployed-model table's cells after the runtime column, recomputed from a job's pooled test
+    record and one runtime of its deploy section, paired with the dense baseline's PyTorch fp32
+    predictions: verified, accuracy [CI], Δ [paired CI] and McNemar p (— for the dense fp32 row itself),
+    speed-ups at batch 32 and batch 1."""
+    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
+
+    served = prediction_record(record["id"], record["target"], runtime["predictions"])
+    iv, paired = record_interval([served], 12), compare_to_baseline([base_predictions], [served], 12)
+    acc = 100 * sum(t == p for t, p in zip(served["target"], served["pred"])) / len(served["pred"])
+    diff = f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]"
+    speed = runtime["speedup_vs_dense_torch"]
+    return [
+        {True: "yes", False: "no"}[runtime["verified"]],
+        f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]",
+        *(["—", "—"] if dense_torch else [diff, f"{paired['p_mcnemar']:.2g}"]),
+        f"{speed['batch_32']:.2f}x",
+        f"{speed['batch_1']:.2f}x",
+    ]
+
+
 @pytest.mark.parametrize(
     ("run", "cpu", "flags"),
     [
@@ -292,8 +313,6 @@ def test_serving_doc_quotes_the_deployed_shc_cross_validation_models(run, cpu, f
     """docs/serving.md's tables of the SHC 5-fold study deployed (one per CPU): every accuracy, paired
     difference and speed-up recomputed from the two jobs' results.json (their deploy sections' pooled
     predictions)."""
-    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
-
     folder = RESULTS / "table1_cpu_cv" / run
     base, pruned = (json.loads((folder / p / "results.json").read_text()) for p in ("baseline", "pruned/0"))
     assert base["deploy"]["environment"]["flags"] == pruned["deploy"]["environment"]["flags"] == flags
@@ -311,16 +330,8 @@ def test_serving_doc_quotes_the_deployed_shc_cross_validation_models(run, cpu, f
             )
             line = next(ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| {label} | {shown} |"))
             cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
-            served = prediction_record(record["id"], record["target"], x["predictions"])
-            iv, paired = record_interval([served], 12), compare_to_baseline([base["predictions"]], [served], 12)
-            acc = 100 * sum(t == p for t, p in zip(served["target"], served["pred"])) / len(served["pred"])
-            assert cells[2] == {True: "yes", False: "no"}[x["verified"]]
-            assert cells[3] == f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]"
-            if label != "dense" or runtime != "torch":
-                diff = f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]"
-                assert cells[4] == diff and cells[5] == f"{paired['p_mcnemar']:.2g}"
-            speed = x["speedup_vs_dense_torch"]
-            assert cells[6:8] == [f"{speed['batch_32']:.2f}x", f"{speed['batch_1']:.2f}x"]
+            dense_torch = (label, runtime) == ("dense", "torch")
+            assert cells[2:] == deployed_cells(record, x, base["predictions"], dense_torch)
             quoted += 1
     assert quoted == 8
 
@@ -329,7 +340,7 @@ def test_serving_doc_quotes_the_second_seed_and_both_seeds_together():
     """docs/serving.md's seed-2 table and its claims: every cell recomputed from the seed-2 job's
     results.json paired with the committed dense baseline, the per-fold accuracies, the predictions that
     differ between the seeds, and the two-seed paired difference (as `blockprune report` pools seeds)."""
-    from blockprune.evaluation import compare_to_baseline, prediction_record, record_interval
+    from blockprune.evaluation import compare_to_baseline
 
     first = RESULTS / "table1_cpu_cv" / "p50_deployed_vnni"
     folder = RESULTS / "table1_cpu_cv" / "p50_deployed_vnni_seed2"
@@ -346,18 +357,7 @@ def test_serving_doc_quotes_the_second_seed_and_both_seeds_together():
         )
         line = next(ln for ln in doc.splitlines() if ln.replace("*", "").startswith(f"| 50 % + KD, seed 2 | {shown} |"))
         cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
-        served = prediction_record(record["id"], record["target"], x["predictions"])
-        iv, paired = record_interval([served], 12), compare_to_baseline([base["predictions"]], [served], 12)
-        acc = 100 * sum(t == p for t, p in zip(served["target"], served["pred"])) / len(served["pred"])
-        speed = x["speedup_vs_dense_torch"]
-        assert cells[2:] == [
-            {True: "yes", False: "no"}[x["verified"]],
-            f"{acc:.2f} [{iv['acc_low']:.2f}, {iv['acc_high']:.2f}]",
-            f"{paired['diff_acc']:+.2f} [{paired['diff_acc_low']:+.2f}, {paired['diff_acc_high']:+.2f}]",
-            f"{paired['p_mcnemar']:.2g}",
-            f"{speed['batch_32']:.2f}x",
-            f"{speed['batch_1']:.2f}x",
-        ]
+        assert cells[2:] == deployed_cells(record, x, base["predictions"])
     for job in (seed2, seed42, base):
         assert " / ".join(f"{100 * f['metrics']['test/acc']:.2f}" for f in job["folds"]) in doc.replace("\n  ", " ")
     by_id = dict(zip(seed42["predictions"]["id"], seed42["predictions"]["pred"]))

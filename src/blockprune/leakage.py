@@ -54,10 +54,12 @@ def check_unseen_test(role: str, model_dir: str | Path | None, test_ids: Sequenc
 
 
 def check_job_models(datamodule: Any, init_from: str | None, teacher: str | None) -> None:
-    """:func:`check_unseen_test` for the job's starting model and its teacher, on the job's own splits."""
-    if not hasattr(datamodule, "example_ids") or not (init_from or teacher):
+    """:func:`check_unseen_test` for the job's starting model and its teacher (once when they are the
+    same folder, as by default), on the job's own splits."""
+    models = {str(m): role for role, m in (("distill.teacher", teacher), ("init_from", init_from)) if m}
+    if not hasattr(datamodule, "example_ids") or not models:
         return
     test_ids = datamodule.example_ids("test")
     data_ids = {i for split in ("train", "val", "test") for i in datamodule.example_ids(split)}
-    for role, model_dir in (("init_from", init_from), ("distill.teacher", teacher)):
+    for model_dir, role in models.items():
         check_unseen_test(role, model_dir, test_ids, data_ids)

@@ -75,8 +75,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     dense_reference = copy.deepcopy(model).eval() if pruning is not None and (cfg.bench.enabled or deployed) else None
     if pruning is not None:
         pruning.patch(model)
-    teacher = distillation.teacher_path if distillation is not None else None
-    check_job_models(datamodule, cfg.get("init_from"), teacher if teacher != cfg.get("init_from") else None)
+    check_job_models(datamodule, cfg.get("init_from"), distillation.teacher_path if distillation is not None else None)
     if distillation is not None:
         distillation.teacher = distillation.load_teacher(model, datamodule.tokenizer)
 
