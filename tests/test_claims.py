@@ -363,6 +363,9 @@ def test_serving_doc_quotes_the_second_seed_and_both_seeds_together():
     by_id = dict(zip(seed42["predictions"]["id"], seed42["predictions"]["pred"]))
     differ = sum(by_id[i] != p for i, p in zip(record["id"], record["pred"]))
     assert f"{differ} of the 2,386 pooled predictions differ" in doc.replace("\n  ", " ")
+    for job in (seed42, seed2):  # each seed alone, pooled over its folds
+        one = compare_to_baseline([base["predictions"]], [job["predictions"]], 12)
+        assert f"{one['diff_acc']:+.2f} [{one['diff_acc_low']:+.2f}, {one['diff_acc_high']:+.2f}]" in doc
     both = compare_to_baseline([base["predictions"]] * 2, [seed42["predictions"], record], 12)
     assert f"**{both['diff_acc']:+.2f} [{both['diff_acc_low']:+.2f}, {both['diff_acc_high']:+.2f}]**" in doc
     assert f"(McNemar p = {both['p_mcnemar']:.2f})" in doc.replace("\n  ", " ")
